@@ -1,0 +1,188 @@
+"""Callbacks every project shares: checkpoints, throughput, confusion matrix, misclassified examples, predictions.
+
+The classification callbacks read what a module's `validation_step`/`test_step` returns:
+a dict with `preds` (predicted class indices, shape `(B,)`) and `target` (true indices, `(B,)`).
+"""
+
+import csv
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.callbacks import BasePredictionWriter, ModelCheckpoint
+from lightning.pytorch.utilities import rank_zero_info
+
+from common import media
+from common.runs import run_directory
+
+
+class BestAndLastCheckpoint(ModelCheckpoint):
+    """`best.ckpt` by the monitored metric and `last.ckpt`, in `<run dir>/checkpoints/`."""
+
+    def __init__(
+        self,
+        monitor: str | None = None,
+        mode: str = "max",
+        filename: str = "best",
+        save_last: bool = True,
+        auto_insert_metric_name: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            monitor=monitor,
+            mode=mode,
+            filename=filename,
+            save_last=save_last,
+            auto_insert_metric_name=auto_insert_metric_name,
+            **kwargs,
+        )
+
+
+def batch_size_of(batch: Any) -> int:
+    """The leading dimension of the first tensor found in a (possibly nested) batch."""
+    if isinstance(batch, torch.Tensor):
+        return batch.shape[0]
+    if isinstance(batch, dict):
+        batch = list(batch.values())
+    if isinstance(batch, list | tuple):
+        for item in batch:
+            size = batch_size_of(item)
+            if size:
+                return size
+    return 0
+
+
+class ThroughputLogger(Callback):
+    """Logs `perf/samples_per_sec` (whole epoch, data loading included) and `perf/step_time_ms` (compute)."""
+
+    def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self.samples, self.step_seconds = 0, []
+        self.epoch_start = time.perf_counter()
+
+    def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:
+        self._synchronize(pl_module)
+        self.step_start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+        self._synchronize(pl_module)
+        self.step_seconds.append(time.perf_counter() - self.step_start)
+        self.samples += batch_size_of(batch)
+
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if not self.step_seconds:
+            return
+        elapsed = time.perf_counter() - self.epoch_start
+        pl_module.log("perf/samples_per_sec", self.samples * trainer.world_size / elapsed)
+        pl_module.log("perf/step_time_ms", 1000 * sum(self.step_seconds) / len(self.step_seconds))
+
+    @staticmethod
+    def _synchronize(pl_module: LightningModule) -> None:
+        if pl_module.device.type == "cuda":
+            torch.cuda.synchronize(pl_module.device)
+
+
+class ConfusionMatrixLogger(Callback):
+    """Accumulates a confusion matrix over each validation/test epoch and logs it as a figure.
+
+    Class names come from the module's `class_names` attribute.
+    """
+
+    def __init__(self, stages: tuple[str, ...] = ("val", "test")) -> None:
+        self.stages = stages
+        self.matrix: torch.Tensor | None = None
+
+    def _reset(self, pl_module: LightningModule) -> None:
+        classes = len(pl_module.class_names)
+        self.matrix = torch.zeros(classes, classes, dtype=torch.long, device=pl_module.device)
+
+    def _update(self, outputs: Any) -> None:
+        classes = self.matrix.shape[0]
+        flat = outputs["target"].long() * classes + outputs["preds"].long()
+        self.matrix += torch.bincount(flat, minlength=classes * classes).view(classes, classes)
+
+    def _log(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if trainer.sanity_checking:
+            return
+        matrix = trainer.strategy.reduce(self.matrix, reduce_op="sum")
+        figure = media.confusion_matrix_figure(matrix, pl_module.class_names)
+        media.log_figure(trainer, f"{stage}/confusion_matrix", figure)
+
+    def on_validation_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._reset(pl_module)
+
+    def on_test_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._reset(pl_module)
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        if "val" in self.stages:
+            self._update(outputs)
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        if "test" in self.stages:
+            self._update(outputs)
+
+    def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if "val" in self.stages:
+            self._log(trainer, pl_module, "val")
+
+    def on_test_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if "test" in self.stages:
+            self._log(trainer, pl_module, "test")
+
+
+class MisclassifiedImagesLogger(Callback):
+    """Logs a grid of up to `max_images` misclassified test images, captioned `true->predicted`.
+
+    Reads images from the batch's first element `(B, C, H, W)`.
+    """
+
+    def __init__(self, max_images: int = 32) -> None:
+        self.max_images = max_images
+
+    def on_test_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self.images, self.labels = [], []
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        missing = self.max_images - sum(len(images) for images in self.images)
+        if missing <= 0:
+            return
+        wrong = (outputs["preds"] != outputs["target"]).nonzero().flatten()[:missing]
+        self.images.append(batch[0][wrong].detach().cpu())
+        self.labels += [(int(outputs["target"][i]), int(outputs["preds"][i])) for i in wrong]
+
+    def on_test_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if not self.labels:
+            return
+        names = pl_module.class_names
+        caption = ", ".join(f"{names[true]}->{names[predicted]}" for true, predicted in self.labels)
+        media.log_image_grid(trainer, "test/misclassified", torch.cat(self.images), caption=caption)
+
+
+class PredictionWriter(BasePredictionWriter):
+    """Writes the rows (dicts) that `predict_step` returns to a CSV or JSON Lines file.
+
+    Args:
+        output: the file to write; `.jsonl` selects JSON Lines. Default: `<run dir>/predictions.csv`.
+    """
+
+    def __init__(self, output: str | None = None) -> None:
+        super().__init__(write_interval="epoch")
+        self.output = output
+
+    def write_on_epoch_end(self, trainer: Trainer, pl_module: LightningModule, predictions: Any, batch_indices: Any) -> None:
+        rows = [row for batch_rows in predictions for row in batch_rows]
+        path = Path(self.output) if self.output else run_directory(trainer) / "predictions.csv"
+        if trainer.world_size > 1:
+            path = path.with_name(f"{path.stem}-rank{trainer.global_rank}{path.suffix}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("w", newline="") as file:
+            if path.suffix == ".jsonl":
+                file.writelines(json.dumps(row) + "\n" for row in rows)
+            elif rows:
+                writer = csv.DictWriter(file, fieldnames=list(rows[0]))
+                writer.writeheader()
+                writer.writerows(rows)
+        rank_zero_info(f"Wrote {len(rows)} predictions to {path}")

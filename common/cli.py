@@ -1,0 +1,115 @@
+"""The one LightningCLI every project's `train.py` uses.
+
+    python projects/<name>/train.py fit --config configs/<name>/<preset>.yaml [--config configs/trainer/gpu.yaml]
+
+It adds to LightningCLI: a run directory per run (`runs/<project>/<run id>/`), W&B logging by default
+(offline without credentials), the resolved config saved to the run directory and to every logger,
+best-and-last checkpointing on the project's monitored metric, a throughput monitor, and a
+prediction writer (`predict` writes `<run dir>/predictions.csv`, or `--prediction_writer.output`).
+"""
+
+import os
+import sys
+from typing import Any
+
+from jsonargparse import Namespace
+from lightning.pytorch import LightningDataModule, LightningModule, Trainer
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+
+from common.callbacks import BestAndLastCheckpoint, PredictionWriter, ThroughputLogger
+from common.errors import UserInputError
+from common.runs import RUNS_ROOT, configure_wandb_mode, finish_wandb_run, run_directory
+
+WANDB_LOGGER = "lightning.pytorch.loggers.WandbLogger"
+CSV_LOGGER = "lightning.pytorch.loggers.CSVLogger"
+
+
+class SaveConfigToRun(SaveConfigCallback):
+    """Writes the fully resolved config to `<run dir>/config.yaml` and into every logger's config."""
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if self.already_saved:
+            return
+        if trainer.is_global_zero:
+            directory = run_directory(trainer)
+            directory.mkdir(parents=True, exist_ok=True)
+            self.parser.save(self.config, directory / self.config_filename, skip_none=False, overwrite=True)
+            for logger in trainer.loggers:
+                logger.log_hyperparams(self.config.clone().as_dict())
+            self.already_saved = True
+        self.already_saved = trainer.strategy.broadcast(self.already_saved)
+
+
+class TemplateCLI(LightningCLI):
+    """LightningCLI with this repo's defaults; each project passes its module, datamodule and monitor.
+
+    Args:
+        model_class: the project's LightningModule.
+        datamodule_class: the project's LightningDataModule.
+        monitor: metric that picks the best checkpoint, e.g. `val/acc`.
+        mode: `max` or `min` for `monitor`.
+        links: `(source, target)` pairs resolved after the datamodule is built, e.g.
+            `("data.class_names", "model.class_names")`.
+    """
+
+    def __init__(
+        self,
+        model_class: type[LightningModule],
+        datamodule_class: type[LightningDataModule],
+        monitor: str,
+        mode: str = "max",
+        links: tuple[tuple[str, str], ...] = (),
+        **kwargs: Any,
+    ) -> None:
+        self.project = model_class.__module__.split(".")[-2]
+        self.monitor, self.mode, self.links = monitor, mode, links
+        configure_wandb_mode()
+        trainer_defaults = {
+            "default_root_dir": RUNS_ROOT,
+            "logger": {"class_path": WANDB_LOGGER, "init_args": {"save_dir": RUNS_ROOT, "project": self.project}},
+        }
+        kwargs.setdefault("trainer_defaults", trainer_defaults)
+        kwargs.setdefault("seed_everything_default", 42)
+        kwargs.setdefault("save_config_callback", SaveConfigToRun)
+        try:
+            super().__init__(model_class, datamodule_class, **kwargs)
+        except UserInputError as error:
+            # A mistake the user can fix gets one line, not a traceback from deep inside a library.
+            sys.exit(f"error: {error}")
+        finally:
+            if kwargs.get("run", True):
+                finish_wandb_run()
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_lightning_class_args(BestAndLastCheckpoint, "checkpoint")
+        parser.set_defaults({"checkpoint.monitor": self.monitor, "checkpoint.mode": self.mode})
+        parser.add_lightning_class_args(ThroughputLogger, "throughput")
+        parser.add_lightning_class_args(PredictionWriter, "prediction_writer")
+        parser.add_argument("--test_after_fit", type=bool, default=True, help="After `fit`, test the best checkpoint.")
+        for source, target in self.links:
+            parser.link_arguments(source, target, apply_on="instantiate")
+
+    def before_instantiate_classes(self) -> None:
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        config.trainer.logger = self._complete_logger_config(config.trainer.logger)
+
+    def _complete_logger_config(self, logger: Any) -> Any:
+        """Give shared logger presets this project's name, and swap W&B for CSV when W&B is disabled."""
+        if isinstance(logger, list):
+            return [self._complete_logger_config(each) for each in logger]
+        if not isinstance(logger, Namespace) or "class_path" not in logger:
+            return logger
+        if logger.class_path == WANDB_LOGGER and os.environ.get("WANDB_MODE") == "disabled":
+            logger = Namespace(class_path=CSV_LOGGER, init_args=Namespace(save_dir=RUNS_ROOT))
+        init_args = logger.get("init_args") or Namespace()
+        name_key = "project" if logger.class_path == WANDB_LOGGER else "name"
+        if init_args.get(name_key) in (None, "lightning_logs"):
+            init_args[name_key] = self.project
+        logger.init_args = init_args
+        return logger
+
+    def after_fit(self) -> None:
+        if not self.config.fit.test_after_fit or self.trainer.interrupted:
+            return
+        best = self.trainer.checkpoint_callback.best_model_path if self.trainer.checkpoint_callback else ""
+        self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best or None)

@@ -1,0 +1,49 @@
+"""Where a run's files go, and which mode W&B runs in."""
+
+import netrc
+import os
+from pathlib import Path
+
+from lightning.pytorch import Trainer
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+RUNS_ROOT = "runs"
+
+
+def run_directory(trainer: Trainer) -> Path:
+    """The folder that holds this run's checkpoints, config, media and predictions."""
+    logger = trainer.logger
+    if logger is None:
+        return Path(trainer.default_root_dir)
+    if isinstance(logger, CSVLogger | TensorBoardLogger):
+        return Path(logger.log_dir)
+    # W&B (and most other loggers): the folder ModelCheckpoint picks too, `save_dir/name/version`.
+    return Path(logger.save_dir or trainer.default_root_dir) / str(logger.name) / str(logger.version)
+
+
+def configure_wandb_mode() -> str:
+    """Choose W&B's mode before any run starts: online with credentials, offline without.
+
+    Offline runs are written under `runs/wandb/` and can be uploaded later with `wandb sync`.
+    An explicit `WANDB_MODE` (`online`, `offline`, `disabled`) always wins.
+    """
+    if "WANDB_MODE" not in os.environ:
+        os.environ["WANDB_MODE"] = "online" if _has_wandb_credentials() else "offline"
+    return os.environ["WANDB_MODE"]
+
+
+def _has_wandb_credentials() -> bool:
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    try:
+        return netrc.netrc().authenticators("api.wandb.ai") is not None
+    except (FileNotFoundError, netrc.NetrcParseError):
+        return False
+
+
+def finish_wandb_run() -> None:
+    """Close the active W&B run, if any, so its files are complete and the next CLI call starts a new run."""
+    import wandb
+
+    if wandb.run is not None:
+        wandb.finish()

@@ -1,0 +1,311 @@
+"""Image datasets decoded once into a uint8 tensor cache, with augmentation on batched tensors.
+
+Sources: scikit-learn's bundled 8x8 digits (offline default), CIFAR-10 (torchvision's files), MNIST (IDX
+files) and any ImageFolder tree `train/<class>/*`, optional `test/<class>/*`.
+"""
+
+import gzip
+import hashlib
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from lightning.pytorch import LightningDataModule
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import DataLoader, Dataset, TensorDataset
+
+from common.errors import UserInputError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+DIGIT_CLASSES = [str(digit) for digit in range(10)]
+
+Split = tuple[torch.Tensor, torch.Tensor]  # images (N, C, H, W) uint8, labels (N,) int64
+
+
+def random_crop(images: torch.Tensor, padding: int) -> torch.Tensor:
+    """Pad each image by `padding` (reflect) and crop back at an independent random offset, all at once."""
+    batch, channels, height, width = images.shape
+    padded = F.pad(images, (padding,) * 4, mode="reflect")
+    device = images.device
+    top = torch.randint(0, 2 * padding + 1, (batch, 1), device=device) + torch.arange(height, device=device)
+    left = torch.randint(0, 2 * padding + 1, (batch, 1), device=device) + torch.arange(width, device=device)
+    return padded[
+        torch.arange(batch, device=device)[:, None, None, None],
+        torch.arange(channels, device=device)[None, :, None, None],
+        top[:, None, :, None],
+        left[:, None, None, :],
+    ]
+
+
+def random_flip(images: torch.Tensor) -> torch.Tensor:
+    flip = torch.rand(images.shape[0], device=images.device) < 0.5
+    return torch.where(flip[:, None, None, None], images.flip(-1), images)
+
+
+def load_image(path: Path, channels: int, size: int | None) -> torch.Tensor:
+    """Decode one image file to uint8 `(C, H, W)`, resized to `size` x `size` when given."""
+    try:
+        with Image.open(path) as image:
+            image = image.convert("L" if channels == 1 else "RGB")
+            if size is not None and image.size != (size, size):
+                image = image.resize((size, size), Image.Resampling.BILINEAR)
+            array = np.asarray(image, dtype=np.uint8)
+    except (UnidentifiedImageError, OSError) as error:
+        raise UserInputError(f"cannot read image {path} ({error}); delete or replace the file") from None
+    return torch.from_numpy(array.reshape(array.shape[0], array.shape[1], channels).copy()).permute(2, 0, 1)
+
+
+def list_image_folder(root: Path) -> tuple[list[Path], list[int], list[str]]:
+    """Files and labels of a `<root>/<class>/<image>` tree, classes sorted by name."""
+    classes = sorted(path.name for path in root.iterdir() if path.is_dir())
+    files, labels = [], []
+    for label, name in enumerate(classes):
+        class_files = sorted(p for p in (root / name).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        files += class_files
+        labels += [label] * len(class_files)
+    if not files:
+        raise UserInputError(f"no images found under {root}; expected {root}/<class>/<image>.png|.jpg")
+    return files, labels, classes
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Read an MNIST IDX file (optionally gzipped) into an array."""
+    with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as file:
+        data = file.read()
+    dims = data[3]
+    shape = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims)]
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * dims).reshape(shape)
+
+
+class PredictFolder(Dataset):
+    """Every image file below a folder, decoded like the training images; yields `(image, path)`."""
+
+    def __init__(self, root: Path, channels: int, size: int) -> None:
+        self.files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not self.files:
+            raise UserInputError(f"no images found under predict_dir {root}; point it at a folder of .png/.jpg files")
+        self.channels, self.size = channels, size
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, str]:
+        return load_image(self.files[index], self.channels, self.size), str(self.files[index])
+
+
+class ImageDataModule(LightningDataModule):
+    """Image classification data as uint8 tensors; batches leave the loader as uint8 and are converted,
+    augmented (random crop + flip, training only) and scaled to [0, 1] on the device they train on.
+
+    Args:
+        dataset: `digits` (bundled with scikit-learn, offline), `cifar10`, `mnist` or `folder`.
+        data_dir: CIFAR-10 root (torchvision layout), folder of MNIST IDX files, or ImageFolder root.
+        download: download CIFAR-10 into `data_dir` when it is missing (needs network).
+        image_size: resize folder images to this square size; default: the first image's size.
+        cache_dir: where decoded uint8 tensors are cached, so later runs never decode again.
+        val_fraction: share of the training images held out for validation; 0 validates on the test split.
+        batch_size: training batch size.
+        eval_batch_size: validation/test/predict batch size.
+        crop_padding: pixels of reflect padding for random-crop augmentation; 0 disables it.
+        flip: random horizontal flips when training (turn off for digits and other non-symmetric images).
+        num_workers: DataLoader worker processes (batches are slices of an in-memory tensor, so 0 is fine).
+        predict_dir: folder of images to classify with `predict`.
+        split_seed: seed of the train/validation split.
+    """
+
+    def __init__(
+        self,
+        dataset: Literal["digits", "cifar10", "mnist", "folder"] = "digits",
+        data_dir: str | None = None,
+        download: bool = False,
+        image_size: int | None = None,
+        cache_dir: str = ".cache/images",
+        val_fraction: float = 0.1,
+        batch_size: int = 128,
+        eval_batch_size: int = 1000,
+        crop_padding: int = 4,
+        flip: bool = True,
+        num_workers: int = 0,
+        predict_dir: str | None = None,
+        split_seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        if dataset in ("cifar10", "mnist", "folder") and data_dir is None:
+            raise UserInputError(f"dataset '{dataset}' needs --data.data_dir pointing at its files")
+        self.root = Path(data_dir).expanduser() if data_dir else None
+        self.image_size = image_size
+        self.splits: dict[str, Split] = {}
+
+    @property
+    def class_names(self) -> list[str]:
+        if self.hparams.dataset == "cifar10":
+            return CIFAR10_CLASSES
+        if self.hparams.dataset == "folder":
+            return list_image_folder(self._folder_split("train"))[2]
+        return DIGIT_CLASSES
+
+    @property
+    def in_channels(self) -> int:
+        return 3 if self.hparams.dataset in ("cifar10", "folder") else 1
+
+    def setup(self, stage: str) -> None:
+        if stage == "predict" or self.splits:
+            return
+        data = self._load_cached()
+        self.image_size = data["train"][0].shape[-1]
+        train, test = data["train"], data.get("test")
+        if self.hparams.val_fraction > 0:
+            generator = torch.Generator().manual_seed(self.hparams.split_seed)
+            order = torch.randperm(len(train[1]), generator=generator)
+            cut = int(len(order) * self.hparams.val_fraction)
+            val, train = (train[0][order[:cut]], train[1][order[:cut]]), (train[0][order[cut:]], train[1][order[cut:]])
+        elif test is None:
+            raise UserInputError(f"{self.root} has no test/ folder to validate on; set --data.val_fraction above 0")
+        else:
+            val = test  # speed-run convention: train on every training image, validate on the test split
+        # A folder without a test tree is evaluated on its held-out validation split.
+        self.splits = {"train": train, "val": val, "test": val if test is None else test}
+
+    def channel_stats(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-channel mean and std of the training images, in [0, 1] units."""
+        images = self.splits["train"][0].float().div_(255)
+        return images.mean(dim=(0, 2, 3)), images.std(dim=(0, 2, 3))
+
+    # ---- decoding and the tensor cache ----
+
+    def _load_cached(self) -> dict[str, Split]:
+        """Decoded splits from the cache, decoding the source only when it changed or was never cached."""
+        path = Path(self.hparams.cache_dir) / f"{self.hparams.dataset}-{self._source_fingerprint()}.pt"
+        if path.exists():
+            return torch.load(path)
+        data = self._decode()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(data, path.with_suffix(".tmp"))
+        path.with_suffix(".tmp").rename(path)  # atomic: a killed run never leaves a half-written cache
+        return data
+
+    def _source_fingerprint(self) -> str:
+        """Changes when the source files or decoding settings change (file names, sizes and mtimes)."""
+        parts = [str(self.image_size)]
+        if self.root is not None:
+            if not self.root.exists():
+                raise UserInputError(f"data_dir {self.root} does not exist; check --data.data_dir")
+            for path in sorted(self.root.rglob("*")):
+                if path.is_file():
+                    stat = path.stat()
+                    parts.append(f"{path.relative_to(self.root)}:{stat.st_size}:{stat.st_mtime_ns}")
+        return hashlib.sha1("\n".join(parts).encode()).hexdigest()[:16]
+
+    def _decode(self) -> dict[str, Split]:
+        return {"digits": self._decode_digits, "cifar10": self._decode_cifar10, "mnist": self._decode_mnist,
+                "folder": self._decode_folder}[self.hparams.dataset]()  # fmt: skip
+
+    def _decode_digits(self) -> dict[str, Split]:
+        from sklearn.datasets import load_digits
+
+        digits = load_digits()
+        images = torch.from_numpy(digits.images * (255 / 16)).round().to(torch.uint8)[:, None]  # (1797, 1, 8, 8)
+        labels = torch.from_numpy(digits.target).long()
+        # A fixed 20% test split; the validation split is carved from the rest in `setup`.
+        order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))
+        cut = len(order) // 5
+        return {"test": (images[order[:cut]], labels[order[:cut]]), "train": (images[order[cut:]], labels[order[cut:]])}
+
+    def _decode_cifar10(self) -> dict[str, Split]:
+        from torchvision.datasets import CIFAR10
+
+        def split(train: bool) -> Split:
+            try:
+                data = CIFAR10(str(self.root), train=train, download=self.hparams.download)
+            except RuntimeError:
+                raise UserInputError(
+                    f"CIFAR-10 not found under {self.root}; pass --data.download true when online, or use "
+                    "--data.dataset folder with --data.data_dir pointing at a train/<class>/ image tree"
+                ) from None
+            return torch.from_numpy(data.data).permute(0, 3, 1, 2).contiguous(), torch.tensor(data.targets)
+
+        return {"train": split(True), "test": split(False)}
+
+    def _decode_mnist(self) -> dict[str, Split]:
+        def split(prefix: str) -> Split:
+            found = {kind: sorted(self.root.rglob(f"{prefix}-{kind}-idx*")) for kind in ("images", "labels")}
+            if not found["images"] or not found["labels"]:
+                raise UserInputError(
+                    f"MNIST file {prefix}-images-idx3-ubyte[.gz] or its labels not found under {self.root}; "
+                    "point --data.data_dir at the folder holding the four IDX files"
+                )
+            images = torch.from_numpy(read_idx(found["images"][0]).copy())[:, None]  # (N, 1, 28, 28)
+            return images, torch.from_numpy(read_idx(found["labels"][0]).astype(np.int64))
+
+        return {"train": split("train"), "test": split("t10k")}
+
+    def _folder_split(self, name: str) -> Path:
+        """`<root>/<name>` when it exists; a root without `train/` is itself the training tree."""
+        if not self.root.is_dir():
+            raise UserInputError(f"data_dir {self.root} is not a folder; expected <data_dir>/train/<class>/<image>")
+        split = self.root / name
+        return split if split.is_dir() else (self.root if name == "train" else None)
+
+    def _decode_folder(self) -> dict[str, Split]:
+        splits = {}
+        for name in ("train", "test"):
+            root = self._folder_split(name)
+            if root is None:
+                continue
+            files, labels, classes = list_image_folder(root)
+            if name == "test" and classes != self.class_names:
+                raise UserInputError(f"class folders of {root} differ from the training ones: {classes}")
+            size = self.image_size or load_image(files[0], 3, None).shape[-1]
+            images = torch.stack([load_image(path, 3, size) for path in files])
+            splits[name] = (images, torch.tensor(labels))
+        return splits
+
+    # ---- loaders and the on-device transform ----
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        images, labels = self.splits[split]
+        batch_size = self.hparams.batch_size if split == "train" else self.hparams.eval_batch_size
+        return DataLoader(
+            TensorDataset(images, labels),
+            batch_size=batch_size,
+            shuffle=shuffle,
+            drop_last=shuffle and len(labels) > batch_size,
+            num_workers=self.hparams.num_workers,
+            persistent_workers=self.hparams.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        if self.hparams.predict_dir is None:
+            raise UserInputError("predict needs --data.predict_dir pointing at a folder of images")
+        # Built here, not in `setup`, so `image_size` is the one restored from the checkpoint.
+        dataset = PredictFolder(Path(self.hparams.predict_dir), self.in_channels, self.image_size)
+        return DataLoader(dataset, batch_size=self.hparams.eval_batch_size, num_workers=self.hparams.num_workers)
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        images, rest = batch[0], batch[1]
+        images = images.float().div_(255)  # (B, C, H, W) in [0, 1]
+        if self.trainer is not None and self.trainer.training:
+            if self.hparams.crop_padding > 0:
+                images = random_crop(images, self.hparams.crop_padding)
+            if self.hparams.flip:
+                images = random_flip(images)
+        return images, rest
+
+    def state_dict(self) -> dict:
+        return {"image_size": self.image_size}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.image_size = state_dict["image_size"]

@@ -1,0 +1,146 @@
+"""The image-classification LightningModule: loss, metrics, optimiser and schedule around any network."""
+
+import math
+from collections.abc import Callable
+from functools import partial
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from lightning.pytorch import LightningModule
+from torch import nn
+
+from common.metrics import classification_metrics
+from projects.image_classifier.model import CompactConvNet
+
+
+class ImageClassifier(LightningModule):
+    """Classifies float images in [0, 1] `(B, C, H, W)`; normalisation happens inside, with training-set statistics.
+
+    Args:
+        network: builds the network from `(in_channels, num_classes)`; pick one in YAML by `class_path`.
+        class_names: class names in label order (linked from the datamodule).
+        in_channels: image channels (linked from the datamodule).
+        optimizer: `sgd` (Nesterov momentum) or `adamw`.
+        lr: peak learning rate.
+        weight_decay: decoupled for AdamW; L2 for SGD (not applied to BatchNorm and bias parameters).
+        momentum: SGD momentum.
+        label_smoothing: cross-entropy label smoothing.
+        schedule: `onecycle` (linear warm-up then linear decay), `cosine` or `constant`.
+        warmup_fraction: share of the steps spent warming up (`onecycle` and `cosine`).
+        tta_flip: average the logits of each image and its mirror image when evaluating.
+        channels_last: run convolutions in channels-last memory format (faster on GPUs with tensor cores).
+        compile: compile the network with `torch.compile`.
+    """
+
+    def __init__(
+        self,
+        network: Callable[[int, int], nn.Module] = CompactConvNet,
+        class_names: list[str] | None = None,
+        in_channels: int = 3,
+        optimizer: Literal["sgd", "adamw"] = "sgd",
+        lr: float = 0.05,
+        weight_decay: float = 5e-4,
+        momentum: float = 0.9,
+        label_smoothing: float = 0.0,
+        schedule: Literal["onecycle", "cosine", "constant"] = "onecycle",
+        warmup_fraction: float = 0.2,
+        tta_flip: bool = False,
+        channels_last: bool = False,
+        compile: bool = False,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["network"])
+        self.class_names = list(class_names or [str(index) for index in range(10)])
+        self.network = network(in_channels, len(self.class_names))
+        self.metrics = classification_metrics(len(self.class_names), top_k=5)
+        self.register_buffer("mean", torch.full((in_channels,), 0.5))
+        self.register_buffer("std", torch.full((in_channels,), 0.25))
+
+    def configure_model(self) -> None:
+        if self.hparams.channels_last:
+            self.network.to(memory_format=torch.channels_last)
+        if self.hparams.compile:
+            self.network.compile()
+
+    def setup(self, stage: str) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if stage != "fit" or datamodule is None:
+            return
+        mean, std = datamodule.channel_stats()
+        self.mean.copy_(mean)
+        self.std.copy_(std)
+        if hasattr(self.network, "init_whitening"):
+            sample = datamodule.splits["train"][0][:5000].float().div(255)
+            self.network.init_whitening(self.normalize(sample.to(self.mean.device)))
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        images = (images - self.mean[:, None, None]) / self.std[:, None, None]
+        return images.contiguous(memory_format=torch.channels_last) if self.hparams.channels_last else images
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Logits `(B, num_classes)` for images in [0, 1]."""
+        images = self.normalize(images)
+        logits = self.network(images)
+        if self.hparams.tta_flip and not self.training:
+            logits = (logits + self.network(images.flip(-1))) / 2
+        return logits
+
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        """Penultimate features `(B, D)` for images in [0, 1] (used by sample-quality metrics)."""
+        return self.network.features(self.normalize(images))
+
+    def _shared_step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> dict[str, torch.Tensor]:
+        images, target = batch
+        logits = self(images)
+        loss = F.cross_entropy(logits, target, label_smoothing=self.hparams.label_smoothing)
+        metrics = self.metrics[stage]
+        metrics.update(logits, target)
+        on_step = stage == "train"
+        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, batch_size=len(target))
+        self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=stage != "train")
+        return {"loss": loss, "preds": logits.argmax(dim=-1), "target": target}
+
+    def training_step(self, batch, batch_idx: int):
+        return self._shared_step(batch, "train")
+
+    def validation_step(self, batch, batch_idx: int):
+        return self._shared_step(batch, "val")
+
+    def test_step(self, batch, batch_idx: int):
+        return self._shared_step(batch, "test")
+
+    def predict_step(self, batch, batch_idx: int) -> list[dict]:
+        images, paths = batch
+        probabilities = self(images).softmax(dim=-1)
+        confidence, predicted = probabilities.max(dim=-1)
+        return [
+            {"file": path, "class": self.class_names[index], "probability": round(float(p), 6)}
+            for path, index, p in zip(paths, predicted.tolist(), confidence.tolist(), strict=True)
+        ]
+
+    def configure_optimizers(self):
+        decay, no_decay = [], []
+        for parameter in self.network.parameters():
+            if parameter.requires_grad:
+                (decay if parameter.ndim > 1 else no_decay).append(parameter)
+        groups = [{"params": decay, "weight_decay": self.hparams.weight_decay}, {"params": no_decay, "weight_decay": 0}]
+        if self.hparams.optimizer == "sgd":
+            optimizer = torch.optim.SGD(groups, lr=self.hparams.lr, momentum=self.hparams.momentum, nesterov=True)
+        else:
+            optimizer = torch.optim.AdamW(groups, lr=self.hparams.lr)
+        if self.hparams.schedule == "constant":
+            return optimizer
+        total = self.trainer.estimated_stepping_batches
+        warmup = max(1, int(total * self.hparams.warmup_fraction))
+        shape = partial(learning_rate_factor, total=total, warmup=warmup, decay=self.hparams.schedule)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, shape)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def learning_rate_factor(step: int, total: int, warmup: int, decay: str) -> float:
+    """Multiplier on the peak learning rate: linear warm-up, then a linear (`onecycle`) or cosine decay to 0."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return 1 - progress if decay == "onecycle" else 0.5 * (1 + math.cos(math.pi * progress))

@@ -1,0 +1,223 @@
+"""The image classifier through its real CLI: every data path, learning, media, W&B, DDP and bad input."""
+
+import csv
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from conftest import REPO
+from PIL import Image
+from wandb_records import config_and_summary
+
+from projects.image_classifier import data as image_data
+from projects.image_classifier.data import ImageDataModule, random_crop
+from projects.image_classifier.model import CompactConvNet, ResNet18
+from projects.image_classifier.module import ImageClassifier, learning_rate_factor
+from projects.image_classifier.train import main
+
+DIGITS = str(REPO / "configs/image_classifier/digits.yaml")
+SHORT = ["--trainer.max_epochs=1", "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=1",
+         "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]  # fmt: skip
+TINY_RESNET = ["--model.network=projects.image_classifier.model.ResNet18", "--model.network.width=4"]
+
+
+def write_image_folder(root, classes=("cat", "dog"), per_class=6, size=12, test=True):
+    """A tiny ImageFolder tree: class 0 dark PNGs, class 1 bright JPEGs, so the classes are learnable."""
+    rng = np.random.default_rng(0)
+    for split in ("train", "test") if test else ("train",):
+        for label, name in enumerate(classes):
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            for index in range(per_class):
+                pixels = rng.integers(0, 100, (size, size, 3)) + 150 * label
+                suffix = ".jpg" if label % 2 else ".png"
+                Image.fromarray(pixels.astype(np.uint8)).save(folder / f"{index}{suffix}")
+    return root
+
+
+def run_dirs(project="image_classifier"):
+    from pathlib import Path
+
+    return sorted(Path("runs", project).iterdir())
+
+
+@pytest.mark.parametrize("network", [[], TINY_RESNET], ids=["compact", "resnet18"])
+def test_fast_dev_run_each_model(network):
+    cli = main(["fit", "--config", DIGITS, "--trainer.fast_dev_run=true", *network])
+    assert "test/acc" in cli.trainer.callback_metrics  # fit, then test through the same CLI run
+
+
+@pytest.mark.parametrize("network", [CompactConvNet, lambda c, k: ResNet18(c, k, width=4)], ids=["compact", "resnet18"])
+def test_every_parameter_receives_a_gradient(network):
+    model = network(3, 10)
+    logits = model(torch.randn(4, 3, 16, 16))
+    assert logits.shape == (4, 10) and torch.isfinite(logits).all()
+    logits.logsumexp(dim=-1).sum().backward()
+    for name, parameter in model.named_parameters():
+        if parameter.requires_grad:
+            assert parameter.grad is not None and parameter.grad.abs().sum() > 0, name
+
+
+def test_overfits_a_small_batch():
+    cli = main(["fit", "--config", DIGITS, "--trainer.overfit_batches=1", "--trainer.max_epochs=30",
+                "--data.batch_size=32", "--data.crop_padding=0", "--model.label_smoothing=0", "--test_after_fit=false",
+                "--trainer.enable_progress_bar=false", "--trainer.limit_val_batches=0"])  # fmt: skip
+    assert cli.trainer.callback_metrics["train/acc"] == 1.0
+    assert cli.trainer.callback_metrics["train/loss_epoch"] < 1.0  # chance: ln(10) = 2.3; logits are scaled by 1/9
+
+
+def test_whitening_layer_whitens_patches():
+    images = torch.randn(64, 3, 8, 8) * torch.tensor([1.0, 3.0, 0.5])[:, None, None] + 2
+    model = CompactConvNet(3, 10)
+    model.init_whitening(images)
+    model.whiten.bias.data.zero_()
+    outputs = model.whiten(images)[:, :12].permute(0, 2, 3, 1).reshape(-1, 12)  # the positive half
+    covariance = torch.cov((outputs - outputs.mean(0)).T)
+    assert torch.allclose(covariance, torch.eye(12), atol=0.05)
+
+
+def test_random_crop_is_a_shifted_window_of_the_padded_image():
+    images = torch.arange(2 * 1 * 5 * 5, dtype=torch.float).view(2, 1, 5, 5)
+    assert torch.equal(random_crop(images, 0), images)
+    crops = random_crop(images, 2)
+    padded = torch.nn.functional.pad(images, (2, 2, 2, 2), mode="reflect")
+    for crop, source in zip(crops, padded, strict=True):
+        windows = [source[:, i : i + 5, j : j + 5] for i in range(5) for j in range(5)]
+        assert any(torch.equal(crop, window) for window in windows)
+
+
+def test_learning_rate_schedules_by_hand():
+    # 10 steps, 2 of warm-up: 0.5, 1.0, then linear decay over the remaining 8 steps.
+    assert [learning_rate_factor(s, total=10, warmup=2, decay="onecycle") for s in (0, 1, 2, 6, 10)] == [0.5, 1.0, 1.0, 0.5, 0.0]
+    assert learning_rate_factor(6, total=10, warmup=2, decay="cosine") == pytest.approx(0.5)
+
+
+def test_image_folder_png_and_jpeg_train_and_cache(tmp_path, monkeypatch):
+    root = write_image_folder(tmp_path / "pets")
+    args = ["fit", "--data.dataset=folder", f"--data.data_dir={root}", "--data.batch_size=4", "--data.flip=false",
+            "--config", str(REPO / "configs/logger/csv.yaml"), *SHORT]  # fmt: skip
+    cli = main(args)
+    assert cli.model.class_names == ["cat", "dog"] and cli.model.hparams.in_channels == 3
+    assert cli.datamodule.splits["train"][0].shape[1:] == (3, 12, 12)
+    run = run_dirs()[-1]
+    assert (run / "checkpoints" / "last.ckpt").exists() and (run / "config.yaml").exists()
+    assert "test/acc" in cli.trainer.callback_metrics
+
+    # The second run reads the uint8 cache: decoding any file again would fail.
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("decoded an image although the cache was valid")
+
+    monkeypatch.setattr(image_data, "load_image", no_decoding)
+    cached = ImageDataModule(dataset="folder", data_dir=str(root))
+    cached.setup("fit")
+    assert torch.equal(cached.splits["test"][0], cli.datamodule.splits["test"][0])
+
+    # Changing a source file invalidates the cache.
+    Image.new("RGB", (12, 12)).save(root / "train" / "cat" / "extra.png")
+    with pytest.raises(AssertionError, match="decoded"):
+        ImageDataModule(dataset="folder", data_dir=str(root)).setup("fit")
+
+
+def test_folder_without_test_tree_uses_validation_fraction(tmp_path):
+    root = write_image_folder(tmp_path / "pets", per_class=10, test=False)
+    datamodule = ImageDataModule(dataset="folder", data_dir=str(root), val_fraction=0.25)
+    datamodule.setup("fit")
+    assert len(datamodule.splits["train"][1]) == 15 and len(datamodule.splits["val"][1]) == 5
+    assert datamodule.splits["test"][1] is datamodule.splits["val"][1]
+
+
+def test_media_files_under_csv_logger():
+    main(["fit", "--config", DIGITS, "--config", str(REPO / "configs/logger/csv.yaml"), *SHORT])
+    media = run_dirs()[-1] / "media"
+    names = [path.name for path in media.iterdir()]
+    assert any(name.startswith("val_confusion_matrix") for name in names)
+    assert any(name.startswith("test_confusion_matrix") for name in names)
+    assert any(name.startswith("test_misclassified") for name in names)  # one epoch on two batches errs
+    metrics = (run_dirs()[-1] / "metrics.csv").read_text()
+    assert "perf/samples_per_sec" in metrics and "test/acc" in metrics
+
+
+def test_predict_writes_csv(tmp_path):
+    root = write_image_folder(tmp_path / "pets")
+    common = [f"--data.data_dir={root}", "--data.dataset=folder", "--config", str(REPO / "configs/logger/csv.yaml")]
+    main(["fit", *common, "--data.batch_size=4", *SHORT])
+    checkpoint = run_dirs()[-1] / "checkpoints" / "last.ckpt"
+    output = tmp_path / "predictions.csv"
+    main(["predict", *common, f"--ckpt_path={checkpoint}", f"--data.predict_dir={root / 'test'}",
+          f"--prediction_writer.output={output}", "--trainer.enable_progress_bar=false"])  # fmt: skip
+    rows = list(csv.DictReader(output.open()))
+    assert len(rows) == 12 and set(rows[0]) == {"file", "class", "probability"}
+    assert {row["class"] for row in rows} <= {"cat", "dog"}
+    assert all(0.5 <= float(row["probability"]) <= 1 for row in rows)  # the top class of two
+    assert sorted(row["file"] for row in rows) == sorted(str(p) for p in (root / "test").rglob("*.*"))
+
+
+def test_wandb_offline_run_records_config_and_final_metrics(monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    main(["fit", "--config", DIGITS, "--model.lr=0.123", *SHORT])
+    [run_file] = list(__import__("pathlib").Path("runs/wandb").glob("offline-run-*/run-*.wandb"))
+    config, summary = config_and_summary(run_file)
+    assert config["model"]["lr"] == 0.123  # the whole resolved config, not only the module hparams
+    assert config["data"]["dataset"] == "digits"
+    assert config["trainer"]["max_epochs"] == 1
+    assert 0 <= summary["test/acc"] <= 1 and "val/acc" in summary and "perf/step_time_ms" in summary
+
+
+def test_ddp_two_cpu_processes(tmp_path):
+    command = [sys.executable, str(REPO / "projects/image_classifier/train.py"), "fit", "--config", DIGITS,
+               "--trainer.accelerator=cpu", "--trainer.devices=2", "--trainer.strategy=ddp", *SHORT]  # fmt: skip
+    env = {**__import__("os").environ, "WANDB_MODE": "disabled"}
+    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "test/acc" in result.stdout
+    assert "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in result.stderr + result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--data.dataset=folder", "--data.data_dir=missing"], "data_dir missing is not a folder"),
+        (["--data.dataset=folder"], "needs --data.data_dir"),
+        (["--data.dataset=cifar10", "--data.data_dir=empty"], "CIFAR-10 not found under empty"),
+    ],
+)
+def test_bad_data_locations_give_one_line_errors(args, message):
+    (__import__("pathlib").Path("empty")).mkdir()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", *args, *SHORT])
+    assert message in str(exit_info.value) and "\n" not in str(exit_info.value)
+
+
+def test_empty_folder_and_unreadable_image(tmp_path):
+    (tmp_path / "empty" / "train" / "cat").mkdir(parents=True)
+    with pytest.raises(SystemExit, match="no images found under"):
+        main(["fit", "--data.dataset=folder", f"--data.data_dir={tmp_path / 'empty'}", *SHORT])
+    root = write_image_folder(tmp_path / "pets", test=False)
+    (root / "train" / "cat" / "broken.png").write_bytes(b"not an image")
+    with pytest.raises(SystemExit, match=r"cannot read image .*broken.png"):
+        main(["fit", "--data.dataset=folder", f"--data.data_dir={root}", *SHORT])
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--model.network=projects.image_classifier.model.NoSuchNet"], "NoSuchNet"),
+        (["--model.no_such_option=1"], "no_such_option"),
+        (["--data.dataset=imagenet"], "imagenet"),
+    ],
+)
+def test_bad_config_values_are_reported(args, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", DIGITS, *args])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_module_interface_for_other_projects():
+    """What common/pretrained.py relies on: logits and features from [0, 1] images, and class names."""
+    module = ImageClassifier(class_names=list("abc"), in_channels=1)
+    images = torch.rand(5, 1, 8, 8)
+    assert module(images).shape == (5, 3) and module.embed(images).shape == (5, 256)
+    assert module.class_names == ["a", "b", "c"]

@@ -1,0 +1,54 @@
+"""Reads an offline W&B run file (`run-<id>.wandb`) without network: the final config and summary.
+
+The file is a LevelDB-style log (a 7-byte file header, then records of a 7-byte header and a chunk,
+never crossing a 32 KiB block) of protobuf `Record` messages; wandb 0.31 ships no Python reader.
+"""
+
+import json
+import struct
+from collections.abc import Iterator
+from pathlib import Path
+
+from wandb.proto import wandb_internal_pb2
+
+BLOCK = 32768
+FULL, LAST = 1, 4
+
+
+def records(path: Path) -> Iterator[wandb_internal_pb2.Record]:
+    data = path.read_bytes()
+    assert data[:4] == b":W&B", f"{path} is not a W&B run file"
+    position, pending = 7, b""
+    while position + 7 <= len(data):
+        left = BLOCK - position % BLOCK
+        if left < 7:  # block trailer: padding
+            position += left
+            continue
+        _checksum, length, kind = struct.unpack("<IHB", data[position : position + 7])
+        position += 7
+        if kind == 0 and length == 0:
+            break
+        pending += data[position : position + length]
+        position += length
+        if kind in (FULL, LAST):
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(pending)
+            pending = b""
+            yield record
+
+
+def config_and_summary(path: Path) -> tuple[dict, dict]:
+    """The run's config and its summary (the last value of every logged key)."""
+    config, summary = {}, {}
+    for record in records(path):
+        kind = record.WhichOneof("record_type")
+        if kind == "config":
+            for item in record.config.update:
+                config[item.key or "/".join(item.nested_key)] = json.loads(item.value_json)
+        elif kind == "summary":
+            for item in record.summary.update:
+                summary[item.key or "/".join(item.nested_key)] = json.loads(item.value_json)
+        elif kind == "history":
+            for item in record.history.item:
+                summary[item.key or "/".join(item.nested_key)] = json.loads(item.value_json)
+    return config, summary
