@@ -62,11 +62,15 @@ class ThroughputLogger(Callback):
         self.samples, self.step_seconds = 0, []
         self.epoch_start = time.perf_counter()
 
-    def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int
+    ) -> None:
         self._synchronize(pl_module)
         self.step_start = time.perf_counter()
 
-    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         self._synchronize(pl_module)
         self.step_seconds.append(time.perf_counter() - self.step_start)
         self.samples += batch_size_of(batch)
@@ -116,7 +120,9 @@ class ConfusionMatrixLogger(Callback):
     def on_test_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._reset(pl_module)
 
-    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+    def on_validation_batch_end(
+        self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0
+    ) -> None:
         if "val" in self.stages:
             self._update(outputs)
 
@@ -172,7 +178,9 @@ class PredictionWriter(BasePredictionWriter):
         super().__init__(write_interval="epoch")
         self.output = output
 
-    def write_on_epoch_end(self, trainer: Trainer, pl_module: LightningModule, predictions: Any, batch_indices: Any) -> None:
+    def write_on_epoch_end(
+        self, trainer: Trainer, pl_module: LightningModule, predictions: Any, batch_indices: Any
+    ) -> None:
         rows = [row for batch_rows in predictions for row in batch_rows]
         path = Path(self.output) if self.output else run_directory(trainer) / "predictions.csv"
         if trainer.world_size > 1:

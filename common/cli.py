@@ -66,7 +66,10 @@ class TemplateCLI(LightningCLI):
         configure_wandb_mode()
         trainer_defaults = {
             "default_root_dir": RUNS_ROOT,
-            "logger": {"class_path": WANDB_LOGGER, "init_args": {"save_dir": RUNS_ROOT, "project": self.project}},
+            "logger": {
+                "class_path": WANDB_LOGGER,
+                "init_args": {"save_dir": RUNS_ROOT, "project": self.project},
+            },
         }
         kwargs.setdefault("trainer_defaults", trainer_defaults)
         kwargs.setdefault("seed_everything_default", 42)
@@ -85,7 +88,9 @@ class TemplateCLI(LightningCLI):
         parser.set_defaults({"checkpoint.monitor": self.monitor, "checkpoint.mode": self.mode})
         parser.add_lightning_class_args(ThroughputLogger, "throughput")
         parser.add_lightning_class_args(PredictionWriter, "prediction_writer")
-        parser.add_argument("--test_after_fit", type=bool, default=True, help="After `fit`, test the best checkpoint.")
+        parser.add_argument(
+            "--test_after_fit", type=bool, default=True, help="After `fit`, test the best checkpoint."
+        )
         for source, target in self.links:
             parser.link_arguments(source, target, apply_on="instantiate")
 

@@ -31,7 +31,9 @@ def media_path(trainer: Trainer, key: str, suffix: str) -> Path:
     return folder / f"{key.replace('/', '_')}_step{trainer.global_step:06d}{suffix}"
 
 
-def log_image_grid(trainer: Trainer, key: str, images: torch.Tensor, nrow: int = 8, caption: str | None = None) -> None:
+def log_image_grid(
+    trainer: Trainer, key: str, images: torch.Tensor, nrow: int = 8, caption: str | None = None
+) -> None:
     """Log a batch of images `(N, C, H, W)` (floats, each image rescaled to [0, 1]) as one grid."""
     if not trainer.is_global_zero:
         return
@@ -62,7 +64,9 @@ def log_table(trainer: Trainer, key: str, columns: Sequence[str], rows: Sequence
         return
     logger = wandb_logger(trainer)
     if logger is not None:
-        logger.log_table(key, columns=list(columns), data=[list(row) for row in rows], step=trainer.global_step)
+        logger.log_table(
+            key, columns=list(columns), data=[list(row) for row in rows], step=trainer.global_step
+        )
         return
     with media_path(trainer, key, ".csv").open("w", newline="") as file:
         writer = csv.writer(file)

@@ -14,7 +14,9 @@ class StageMetrics(torch.nn.Module):
         super().__init__()
         metrics = metrics if isinstance(metrics, MetricCollection) else MetricCollection(metrics)
         # ModuleDict keys may not shadow nn.Module attributes such as `train`, hence the suffix.
-        self.collections = torch.nn.ModuleDict({f"{stage}_metrics": metrics.clone(prefix=f"{stage}/") for stage in stages})
+        self.collections = torch.nn.ModuleDict(
+            {f"{stage}_metrics": metrics.clone(prefix=f"{stage}/") for stage in stages}
+        )
 
     def __getitem__(self, stage: str) -> MetricCollection:
         return self.collections[f"{stage}_metrics"]

@@ -49,7 +49,9 @@ def test_fast_dev_run_each_model(network):
     assert "test/acc" in cli.trainer.callback_metrics  # fit, then test through the same CLI run
 
 
-@pytest.mark.parametrize("network", [CompactConvNet, lambda c, k: ResNet18(c, k, width=4)], ids=["compact", "resnet18"])
+@pytest.mark.parametrize(
+    "network", [CompactConvNet, lambda c, k: ResNet18(c, k, width=4)], ids=["compact", "resnet18"]
+)
 def test_every_parameter_receives_a_gradient(network):
     model = network(3, 10)
     logits = model(torch.randn(4, 3, 16, 16))
@@ -65,7 +67,9 @@ def test_overfits_a_small_batch():
                 "--data.batch_size=32", "--data.crop_padding=0", "--model.label_smoothing=0", "--test_after_fit=false",
                 "--trainer.enable_progress_bar=false", "--trainer.limit_val_batches=0"])  # fmt: skip
     assert cli.trainer.callback_metrics["train/acc"] == 1.0
-    assert cli.trainer.callback_metrics["train/loss_epoch"] < 1.0  # chance: ln(10) = 2.3; logits are scaled by 1/9
+    assert (
+        cli.trainer.callback_metrics["train/loss_epoch"] < 1.0
+    )  # chance: ln(10) = 2.3; logits are scaled by 1/9
 
 
 def test_whitening_layer_whitens_patches():
@@ -90,7 +94,13 @@ def test_random_crop_is_a_shifted_window_of_the_padded_image():
 
 def test_learning_rate_schedules_by_hand():
     # 10 steps, 2 of warm-up: 0.5, 1.0, then linear decay over the remaining 8 steps.
-    assert [learning_rate_factor(s, total=10, warmup=2, decay="onecycle") for s in (0, 1, 2, 6, 10)] == [0.5, 1.0, 1.0, 0.5, 0.0]
+    assert [learning_rate_factor(s, total=10, warmup=2, decay="onecycle") for s in (0, 1, 2, 6, 10)] == [
+        0.5,
+        1.0,
+        1.0,
+        0.5,
+        0.0,
+    ]
     assert learning_rate_factor(6, total=10, warmup=2, decay="cosine") == pytest.approx(0.5)
 
 
@@ -141,7 +151,12 @@ def test_media_files_under_csv_logger():
 
 def test_predict_writes_csv(tmp_path):
     root = write_image_folder(tmp_path / "pets")
-    common = [f"--data.data_dir={root}", "--data.dataset=folder", "--config", str(REPO / "configs/logger/csv.yaml")]
+    common = [
+        f"--data.data_dir={root}",
+        "--data.dataset=folder",
+        "--config",
+        str(REPO / "configs/logger/csv.yaml"),
+    ]
     main(["fit", *common, "--data.batch_size=4", *SHORT])
     checkpoint = run_dirs()[-1] / "checkpoints" / "last.ckpt"
     output = tmp_path / "predictions.csv"

@@ -86,7 +86,9 @@ class PredictFolder(Dataset):
     def __init__(self, root: Path, channels: int, size: int) -> None:
         self.files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
         if not self.files:
-            raise UserInputError(f"no images found under predict_dir {root}; point it at a folder of .png/.jpg files")
+            raise UserInputError(
+                f"no images found under predict_dir {root}; point it at a folder of .png/.jpg files"
+            )
         self.channels, self.size = channels, size
 
     def __len__(self) -> int:
@@ -162,9 +164,14 @@ class ImageDataModule(LightningDataModule):
             generator = torch.Generator().manual_seed(self.hparams.split_seed)
             order = torch.randperm(len(train[1]), generator=generator)
             cut = int(len(order) * self.hparams.val_fraction)
-            val, train = (train[0][order[:cut]], train[1][order[:cut]]), (train[0][order[cut:]], train[1][order[cut:]])
+            val, train = (
+                (train[0][order[:cut]], train[1][order[:cut]]),
+                (train[0][order[cut:]], train[1][order[cut:]]),
+            )
         elif test is None:
-            raise UserInputError(f"{self.root} has no test/ folder to validate on; set --data.val_fraction above 0")
+            raise UserInputError(
+                f"{self.root} has no test/ folder to validate on; set --data.val_fraction above 0"
+            )
         else:
             val = test  # speed-run convention: train on every training image, validate on the test split
         # A folder without a test tree is evaluated on its held-out validation split.
@@ -208,12 +215,17 @@ class ImageDataModule(LightningDataModule):
         from sklearn.datasets import load_digits
 
         digits = load_digits()
-        images = torch.from_numpy(digits.images * (255 / 16)).round().to(torch.uint8)[:, None]  # (1797, 1, 8, 8)
+        images = (
+            torch.from_numpy(digits.images * (255 / 16)).round().to(torch.uint8)[:, None]
+        )  # (1797, 1, 8, 8)
         labels = torch.from_numpy(digits.target).long()
         # A fixed 20% test split; the validation split is carved from the rest in `setup`.
         order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))
         cut = len(order) // 5
-        return {"test": (images[order[:cut]], labels[order[:cut]]), "train": (images[order[cut:]], labels[order[cut:]])}
+        return {
+            "test": (images[order[:cut]], labels[order[:cut]]),
+            "train": (images[order[cut:]], labels[order[cut:]]),
+        }
 
     def _decode_cifar10(self) -> dict[str, Split]:
         from torchvision.datasets import CIFAR10
@@ -246,7 +258,9 @@ class ImageDataModule(LightningDataModule):
     def _folder_split(self, name: str) -> Path:
         """`<root>/<name>` when it exists; a root without `train/` is itself the training tree."""
         if not self.root.is_dir():
-            raise UserInputError(f"data_dir {self.root} is not a folder; expected <data_dir>/train/<class>/<image>")
+            raise UserInputError(
+                f"data_dir {self.root} is not a folder; expected <data_dir>/train/<class>/<image>"
+            )
         split = self.root / name
         return split if split.is_dir() else (self.root if name == "train" else None)
 
@@ -292,7 +306,9 @@ class ImageDataModule(LightningDataModule):
             raise UserInputError("predict needs --data.predict_dir pointing at a folder of images")
         # Built here, not in `setup`, so `image_size` is the one restored from the checkpoint.
         dataset = PredictFolder(Path(self.hparams.predict_dir), self.in_channels, self.image_size)
-        return DataLoader(dataset, batch_size=self.hparams.eval_batch_size, num_workers=self.hparams.num_workers)
+        return DataLoader(
+            dataset, batch_size=self.hparams.eval_batch_size, num_workers=self.hparams.num_workers
+        )
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         images, rest = batch[0], batch[1]

@@ -56,7 +56,11 @@ class ResNet18(nn.Module):
 
 
 def conv_bn_gelu(in_channels: int, out_channels: int) -> list[nn.Module]:
-    return [nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False), nn.BatchNorm2d(out_channels), nn.GELU()]
+    return [
+        nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
+        nn.BatchNorm2d(out_channels),
+        nn.GELU(),
+    ]
 
 
 class CompactConvNet(nn.Module):
@@ -74,7 +78,11 @@ class CompactConvNet(nn.Module):
     """
 
     def __init__(
-        self, in_channels: int, num_classes: int, widths: tuple[int, int, int] = (64, 256, 256), logit_scale: float = 1 / 9
+        self,
+        in_channels: int,
+        num_classes: int,
+        widths: tuple[int, int, int] = (64, 256, 256),
+        logit_scale: float = 1 / 9,
     ) -> None:
         super().__init__()
         whiten_channels = 2 * in_channels * 2 * 2  # every whitened 2x2 patch direction, with both signs
@@ -84,7 +92,11 @@ class CompactConvNet(nn.Module):
         for width in widths:
             # ceil_mode keeps odd sizes (31 after whitening a 32-pixel image, 7 for 8-pixel digits) from vanishing.
             first = conv_bn_gelu(channels, width)
-            blocks.append(nn.Sequential(first[0], nn.MaxPool2d(2, ceil_mode=True), *first[1:], *conv_bn_gelu(width, width)))
+            blocks.append(
+                nn.Sequential(
+                    first[0], nn.MaxPool2d(2, ceil_mode=True), *first[1:], *conv_bn_gelu(width, width)
+                )
+            )
             channels = width
         self.blocks = nn.Sequential(*blocks)
         self.head = nn.Linear(channels, num_classes, bias=False)

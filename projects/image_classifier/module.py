@@ -124,9 +124,14 @@ class ImageClassifier(LightningModule):
         for parameter in self.network.parameters():
             if parameter.requires_grad:
                 (decay if parameter.ndim > 1 else no_decay).append(parameter)
-        groups = [{"params": decay, "weight_decay": self.hparams.weight_decay}, {"params": no_decay, "weight_decay": 0}]
+        groups = [
+            {"params": decay, "weight_decay": self.hparams.weight_decay},
+            {"params": no_decay, "weight_decay": 0},
+        ]
         if self.hparams.optimizer == "sgd":
-            optimizer = torch.optim.SGD(groups, lr=self.hparams.lr, momentum=self.hparams.momentum, nesterov=True)
+            optimizer = torch.optim.SGD(
+                groups, lr=self.hparams.lr, momentum=self.hparams.momentum, nesterov=True
+            )
         else:
             optimizer = torch.optim.AdamW(groups, lr=self.hparams.lr)
         if self.hparams.schedule == "constant":

@@ -1,6 +1,6 @@
 """Train, test and predict with the image classifier.
 
-    uv run projects/image_classifier/train.py fit --config configs/image_classifier/digits.yaml
+uv run projects/image_classifier/train.py fit --config configs/image_classifier/digits.yaml
 """
 
 from common.cli import TemplateCLI

@@ -1,0 +1,101 @@
+"""Shared pieces on their own: run directories, W&B mode, media fallbacks, metrics, callbacks."""
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from lightning.pytorch import Trainer
+from lightning.pytorch.loggers import CSVLogger
+
+from common import media
+from common.callbacks import ConfusionMatrixLogger, PredictionWriter, batch_size_of
+from common.metrics import StageMetrics, classification_metrics
+from common.runs import configure_wandb_mode, run_directory
+
+
+def csv_trainer(tmp_path) -> Trainer:
+    return Trainer(logger=CSVLogger(tmp_path, name="demo"), accelerator="cpu", enable_progress_bar=False)
+
+
+def test_run_directory_follows_the_logger(tmp_path):
+    assert run_directory(csv_trainer(tmp_path)) == tmp_path / "demo" / "version_0"
+    assert run_directory(Trainer(logger=False, default_root_dir=tmp_path)) == tmp_path
+
+
+@pytest.mark.parametrize(
+    ("environment", "netrc", "expected"),
+    [({}, None, "offline"), ({"WANDB_API_KEY": "k"}, None, "online"), ({}, "machine api.wandb.ai login user password k\n", "online"),
+     ({"WANDB_MODE": "disabled", "WANDB_API_KEY": "k"}, None, "disabled")],
+)  # fmt: skip
+def test_wandb_mode_offline_without_credentials(environment, netrc, expected, monkeypatch, tmp_path):
+    for name in ("WANDB_MODE", "WANDB_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    if netrc:
+        (tmp_path / ".netrc").write_text(netrc)
+        (tmp_path / ".netrc").chmod(0o600)
+    assert configure_wandb_mode() == expected
+
+
+def test_media_falls_back_to_files_without_wandb(tmp_path):
+    trainer = csv_trainer(tmp_path)
+    media.log_image_grid(trainer, "val/samples", torch.rand(4, 3, 8, 8), nrow=2)
+    media.log_table(trainer, "val/errors", ["text", "label"], [["bad movie", "pos"]])
+    media.log_figure(
+        trainer, "val/curve", media.confusion_matrix_figure(torch.eye(3, dtype=torch.long), list("abc"))
+    )
+    folder = run_directory(trainer) / "media"
+    assert sorted(p.name for p in folder.iterdir()) == ["val_curve_step000000.png", "val_errors_step000000.csv",
+                                                        "val_samples_step000000.png"]  # fmt: skip
+    assert list(csv.reader((folder / "val_errors_step000000.csv").open())) == [
+        ["text", "label"],
+        ["bad movie", "pos"],
+    ]
+
+
+def test_stage_metrics_keys_and_independence():
+    metrics = classification_metrics(num_classes=3)
+    metrics["train"].update(torch.tensor([[9.0, 0, 0], [9.0, 0, 0]]), torch.tensor([0, 0]))
+    metrics["val"].update(torch.tensor([[9.0, 0, 0], [9.0, 0, 0]]), torch.tensor([1, 1]))
+    assert metrics["train"].compute()["train/acc"] == 1.0
+    assert metrics["val"].compute()["val/acc"] == 0.0
+    assert isinstance(StageMetrics({}, stages=("test",))["test"].prefix, str)
+
+
+def test_confusion_matrix_counts_by_hand(tmp_path):
+    class Module(torch.nn.Module):
+        class_names = ["a", "b"]
+        device = torch.device("cpu")
+
+    callback, module = ConfusionMatrixLogger(), Module()
+    callback._reset(module)
+    callback._update({"target": torch.tensor([0, 0, 1, 1, 1]), "preds": torch.tensor([0, 1, 1, 1, 0])})
+    assert callback.matrix.tolist() == [[1, 1], [1, 2]]
+
+
+def test_batch_size_of_nested_batches():
+    assert batch_size_of((torch.zeros(5, 2), ["a"] * 5)) == 5
+    assert batch_size_of({"text": ["x"], "ids": torch.zeros(3, 7)}) == 3
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_prediction_writer_formats(suffix, tmp_path):
+    output = tmp_path / f"out{suffix}"
+    writer = PredictionWriter(str(output))
+    rows = [
+        [{"file": "a.png", "class": "cat", "probability": 0.9}],
+        [{"file": "b.png", "class": "dog", "probability": 0.6}],
+    ]
+    writer.write_on_epoch_end(csv_trainer(tmp_path), None, rows, [])
+    if suffix == ".csv":
+        assert list(csv.DictReader(output.open())) == [{"file": "a.png", "class": "cat", "probability": "0.9"},
+                                                       {"file": "b.png", "class": "dog", "probability": "0.6"}]  # fmt: skip
+    else:
+        assert [json.loads(line) for line in Path(output).read_text().splitlines()] == [
+            rows[0][0],
+            rows[1][0],
+        ]
