@@ -72,6 +72,19 @@ def test_overfits_a_small_batch():
     )  # chance: ln(10) = 2.3; logits are scaled by 1/9
 
 
+def test_weight_ema_is_what_gets_tested():
+    ema = [
+        "--trainer.callbacks+=lightning.pytorch.callbacks.EMAWeightAveraging",
+        "--trainer.callbacks.decay=0.5",
+    ]
+    cli = main(["fit", "--config", DIGITS, "--config", str(REPO / "configs/logger/csv.yaml"), *SHORT, *ema])
+    checkpoint = torch.load(run_dirs()[-1] / "checkpoints" / "best.ckpt", weights_only=False)
+    tested = cli.model.state_dict()
+    averaged, raw = checkpoint["state_dict"], checkpoint["current_model_state"]
+    name = "network.head.weight"
+    assert torch.equal(tested[name], averaged[name]) and not torch.equal(averaged[name], raw[name])
+
+
 def test_whitening_layer_whitens_patches():
     images = torch.randn(64, 3, 8, 8) * torch.tensor([1.0, 3.0, 0.5])[:, None, None] + 2
     model = CompactConvNet(3, 10)
