@@ -1,0 +1,1 @@
+"""Sentiment analysis with Hugging Face `datasets` and `tokenizers`, models trained from scratch."""

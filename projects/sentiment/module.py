@@ -1,0 +1,155 @@
+"""The sentiment LightningModule: cross-entropy, accuracy/F1/AUROC, a misclassified-examples table, and
+predictions with per-class probabilities, around any network from `model.py`."""
+
+import math
+from collections.abc import Callable
+from functools import partial
+
+import torch
+import torch.nn.functional as F
+from lightning.pytorch import LightningModule
+from torch import nn
+from torchmetrics.classification import MulticlassAccuracy, MulticlassAUROC, MulticlassF1Score
+
+from common import media
+from common.metrics import StageMetrics
+from projects.sentiment.model import RecurrentClassifier
+
+
+class SentimentClassifier(LightningModule):
+    """Classifies padded token ids `(B, T)` with their attention mask into `class_names`.
+
+    Args:
+        network: builds the network from `(vocab_size, num_classes)`; pick one in YAML by `class_path`.
+        vocab_size: embedding rows (linked from the datamodule's tokenizer settings).
+        class_names: class names in label order (linked from the datamodule).
+        lr: peak AdamW learning rate.
+        weight_decay: AdamW decoupled weight decay (not applied to biases and norms).
+        label_smoothing: cross-entropy label smoothing.
+        warmup_fraction: share of the steps spent warming up linearly before the cosine decay.
+        max_misclassified: rows of the misclassified-examples table logged after each validation and test.
+    """
+
+    def __init__(
+        self,
+        network: Callable[[int, int], nn.Module] = RecurrentClassifier,
+        vocab_size: int = 8000,
+        class_names: list[str] | None = None,
+        lr: float = 2e-3,
+        weight_decay: float = 1e-4,
+        label_smoothing: float = 0.0,
+        warmup_fraction: float = 0.1,
+        max_misclassified: int = 50,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["network"])
+        self.class_names = list(class_names or ["negative", "positive"])
+        self.network = network(vocab_size, len(self.class_names))
+        classes = len(self.class_names)
+        self.metrics = StageMetrics(
+            {
+                "acc": MulticlassAccuracy(classes, average="micro"),
+                "f1": MulticlassF1Score(classes, average="macro"),
+                "auroc": MulticlassAUROC(classes, average="macro"),
+            }
+        )
+        self.misclassified: list[tuple[str, str, str, float]] = []
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Logits `(B, num_classes)`."""
+        return self.network(input_ids, attention_mask)
+
+    def _shared_step(self, batch: dict, stage: str) -> dict[str, torch.Tensor]:
+        logits = self(batch["input_ids"], batch["attention_mask"])
+        target = batch["labels"]
+        loss = F.cross_entropy(logits, target, label_smoothing=self.hparams.label_smoothing)
+        probabilities = logits.detach().float().softmax(dim=-1)
+        metrics = self.metrics[stage]
+        metrics.update(probabilities, target)
+        size, train = len(target), stage == "train"
+        # Validation/test losses are averaged over DDP ranks; train's per-step loss stays local (no sync per step).
+        self.log(
+            f"{stage}/loss",
+            loss,
+            on_step=train,
+            on_epoch=True,
+            prog_bar=True,
+            batch_size=size,
+            sync_dist=not train,
+        )
+        self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=not train)
+        preds = probabilities.argmax(dim=-1)
+        if train:
+            # Share of the batch's token slots that are padding: what bucketing keeps small.
+            pad_fraction = 1 - batch["attention_mask"].float().mean()
+            self.log("train/pad_fraction", pad_fraction, on_step=False, on_epoch=True, batch_size=size)
+        else:
+            self._collect_misclassified(batch["texts"], target, preds, probabilities)
+        return {"loss": loss, "preds": preds, "target": target}
+
+    def _collect_misclassified(self, texts: list[str], target, preds, probabilities) -> None:
+        for index in (preds != target).nonzero().flatten().tolist():
+            if len(self.misclassified) >= self.hparams.max_misclassified:
+                return
+            predicted = int(preds[index])
+            self.misclassified.append(
+                (texts[index], self.class_names[int(target[index])], self.class_names[predicted],
+                 round(float(probabilities[index, predicted]), 4))
+            )  # fmt: skip
+
+    def _log_misclassified(self, stage: str) -> None:
+        if self.misclassified and not self.trainer.sanity_checking:
+            columns = ["text", "true", "predicted", "confidence"]
+            media.log_table(self.trainer, f"{stage}/misclassified", columns, self.misclassified)
+        self.misclassified = []
+
+    def training_step(self, batch: dict, batch_idx: int):
+        return self._shared_step(batch, "train")
+
+    def validation_step(self, batch: dict, batch_idx: int):
+        return self._shared_step(batch, "val")
+
+    def test_step(self, batch: dict, batch_idx: int):
+        return self._shared_step(batch, "test")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_misclassified("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_misclassified("test")
+
+    def predict_step(self, batch: dict, batch_idx: int) -> list[dict]:
+        probabilities = self(batch["input_ids"], batch["attention_mask"]).float().softmax(dim=-1)
+        rows = []
+        for line, text, row in zip(batch["lines"], batch["texts"], probabilities.tolist(), strict=True):
+            best = max(range(len(row)), key=row.__getitem__)
+            probability_columns = {
+                f"prob_{name}": round(p, 6) for name, p in zip(self.class_names, row, strict=True)
+            }
+            rows.append({"line": line, "text": text, "label": self.class_names[best], **probability_columns})
+        return rows
+
+    def configure_optimizers(self):
+        decay, no_decay = [], []
+        for parameter in self.network.parameters():
+            if parameter.requires_grad:
+                (decay if parameter.ndim > 1 else no_decay).append(parameter)
+        groups = [
+            {"params": decay, "weight_decay": self.hparams.weight_decay},
+            {"params": no_decay, "weight_decay": 0},
+        ]
+        optimizer = torch.optim.AdamW(groups, lr=self.hparams.lr)
+        total = self.trainer.estimated_stepping_batches
+        warmup = max(1, int(total * self.hparams.warmup_fraction))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, partial(warmup_cosine, total=total, warmup=warmup)
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def warmup_cosine(step: int, total: int, warmup: int) -> float:
+    """Multiplier on the peak learning rate: linear warm-up, then cosine decay to 0."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return 0.5 * (1 + math.cos(math.pi * progress))
