@@ -23,6 +23,10 @@ def folder_fixture(root: Path) -> Path:
 def extra_args(config: Path, tmp_path: Path) -> list[str]:
     """What a config leaves to the user: where the data is."""
     text = config.read_text()
+    if config.parent.name == "video_classifier":
+        from test_video_classifier import extra_config_args
+
+        return extra_config_args(config, tmp_path)
     if config.parent.name == "image_classifier" and ("dataset: folder" in text or "cifar10" in config.name):
         return ["--data.dataset=folder", f"--data.data_dir={folder_fixture(tmp_path)}"]
     return []

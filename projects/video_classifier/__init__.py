@@ -1,0 +1,1 @@
+"""Video classification: clip sampling from decoded videos, temporal networks, a procedural action set."""

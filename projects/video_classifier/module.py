@@ -1,0 +1,165 @@
+"""The video-classification LightningModule: clip loss, clip and video accuracy, example clips, predictions."""
+
+import math
+from collections.abc import Callable
+from functools import partial
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from lightning.pytorch import LightningModule
+from torch import nn
+from torchmetrics.classification import MulticlassAccuracy
+
+from common.media import log_video
+from common.metrics import StageMetrics
+from projects.video_classifier.data import MEAN, PROCEDURAL_CLASSES, STD
+from projects.video_classifier.model import SmallR2Plus1D
+
+
+class VideoClassifier(LightningModule):
+    """Classifies videos from clips `(B, K, 3, T, H, W)`: K clips per video, whose mean logits score the video.
+
+    Training sees one random clip per video (K = 1); evaluation sees K evenly spaced clips, and logs both
+    clip accuracy (each clip alone) and video accuracy (mean of a video's clip logits).
+
+    Args:
+        network: builds the network from `num_classes`; pick one in YAML by `class_path`.
+        class_names: class names in label order (linked from the datamodule).
+        lr: peak learning rate (AdamW).
+        weight_decay: AdamW's decoupled weight decay (not applied to BatchNorm and bias parameters).
+        label_smoothing: cross-entropy label smoothing.
+        schedule: `onecycle` (linear warm-up then linear decay), `cosine` or `constant`.
+        warmup_fraction: share of the steps spent warming up.
+        example_clips: validation clips logged as one video each epoch (true->predicted); 0 turns it off.
+    """
+
+    def __init__(
+        self,
+        network: Callable[[int], nn.Module] = SmallR2Plus1D,
+        class_names: list[str] | None = None,
+        lr: float = 3e-3,
+        weight_decay: float = 0.05,
+        label_smoothing: float = 0.0,
+        schedule: Literal["onecycle", "cosine", "constant"] = "onecycle",
+        warmup_fraction: float = 0.1,
+        example_clips: int = 4,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["network"])
+        self.class_names = list(class_names or PROCEDURAL_CLASSES)
+        classes = len(self.class_names)
+        self.network = network(classes)
+        self.clip_metrics = StageMetrics({"clip_acc": MulticlassAccuracy(classes, average="micro")})
+        video_metrics = {"video_acc": MulticlassAccuracy(classes, average="micro")}
+        if classes >= 5:
+            video_metrics["video_top5_acc"] = MulticlassAccuracy(classes, top_k=5, average="micro")
+        self.video_metrics = StageMetrics(video_metrics)
+
+    def forward(self, clips: torch.Tensor) -> torch.Tensor:
+        """Clip logits `(B, K, num_classes)` for clips `(B, K, 3, T, H, W)`."""
+        videos, clips_per_video = clips.shape[:2]
+        return self.network(clips.flatten(0, 1)).view(videos, clips_per_video, -1)
+
+    def _shared_step(self, batch: dict[str, Any], stage: str) -> dict[str, torch.Tensor] | None:
+        # Unreadable videos were dropped by the collate function; count them so a bad dataset shows in the logs.
+        self.log(
+            f"{stage}/skipped_videos",
+            float(len(batch["skipped"])),
+            on_step=False,
+            on_epoch=True,
+            reduce_fx="sum",
+            batch_size=1,
+        )
+        target = batch["labels"]  # (B,)
+        if len(target) == 0:  # the whole batch was unreadable
+            return None if stage == "train" else {"preds": target, "target": target}
+        clip_logits = self(batch["clips"])  # (B, K, classes)
+        video_logits = clip_logits.mean(dim=1)  # (B, classes)
+        clip_target = target[:, None].expand(clip_logits.shape[:2]).flatten()  # (B*K,)
+        loss = F.cross_entropy(
+            clip_logits.flatten(0, 1), clip_target, label_smoothing=self.hparams.label_smoothing
+        )
+        self.clip_metrics[stage].update(clip_logits.flatten(0, 1), clip_target)
+        self.video_metrics[stage].update(video_logits, target)
+        self.log(
+            f"{stage}/loss",
+            loss,
+            on_step=stage == "train",
+            on_epoch=True,
+            prog_bar=True,
+            batch_size=len(target),
+        )
+        self.log_dict(self.clip_metrics[stage], on_step=False, on_epoch=True)
+        self.log_dict(self.video_metrics[stage], on_step=False, on_epoch=True, prog_bar=stage != "train")
+        return {"loss": loss, "preds": video_logits.argmax(dim=-1), "target": target}
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, torch.Tensor] | None:
+        return self._shared_step(batch, "train")
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, torch.Tensor]:
+        outputs = self._shared_step(batch, "val")
+        if (
+            batch_idx == 0
+            and len(outputs["preds"])
+            and self.hparams.example_clips
+            and not self.trainer.sanity_checking
+        ):
+            self.log_example_clips(batch["clips"], outputs["target"], outputs["preds"])
+        return outputs
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, torch.Tensor]:
+        return self._shared_step(batch, "test")
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> list[dict[str, Any]]:
+        rows = []
+        if len(batch["videos"]):
+            probabilities = self(batch["clips"]).mean(dim=1).softmax(dim=-1)  # (B, classes)
+            confidence, predicted = probabilities.max(dim=-1)
+            rows = [
+                {"video": video, "class": self.class_names[index], "probability": round(float(p), 6)}
+                for video, index, p in zip(
+                    batch["videos"], predicted.tolist(), confidence.tolist(), strict=True
+                )
+            ]
+        # An unreadable file still gets a row, so every input video is accounted for in the CSV.
+        return rows + [{"video": video, "class": "", "probability": ""} for video in batch["skipped"]]
+
+    def log_example_clips(self, clips: torch.Tensor, target: torch.Tensor, preds: torch.Tensor) -> None:
+        """Log the first clip of the first `example_clips` videos side by side as one video."""
+        shown = clips[: self.hparams.example_clips, 0].float()  # (N, 3, T, H, W)
+        mean, std = (torch.tensor(stats, device=shown.device).view(1, 3, 1, 1, 1) for stats in (MEAN, STD))
+        pixels = ((shown * std + mean).clamp(0, 1) * 255).round().to(torch.uint8)
+        frames = pixels.permute(2, 1, 3, 0, 4).flatten(3, 4)  # (T, 3, H, N*W): the clips side by side
+        names = self.class_names
+        caption = ", ".join(
+            f"{names[true]}->{names[guess]}"
+            for true, guess in zip(target.tolist(), preds.tolist(), strict=False)
+        )
+        log_video(self.trainer, "val/example_clips", frames, fps=4, caption=caption)
+
+    def configure_optimizers(self) -> Any:
+        decay, no_decay = [], []
+        for parameter in self.network.parameters():
+            if parameter.requires_grad:
+                (decay if parameter.ndim > 1 else no_decay).append(parameter)
+        groups = [
+            {"params": decay, "weight_decay": self.hparams.weight_decay},
+            {"params": no_decay, "weight_decay": 0},
+        ]
+        optimizer = torch.optim.AdamW(groups, lr=self.hparams.lr)
+        if self.hparams.schedule == "constant":
+            return optimizer
+        total = self.trainer.estimated_stepping_batches
+        warmup = max(1, int(total * self.hparams.warmup_fraction))
+        shape = partial(learning_rate_factor, total=total, warmup=warmup, decay=self.hparams.schedule)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, shape)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def learning_rate_factor(step: int, total: int, warmup: int, decay: str) -> float:
+    """Multiplier on the peak learning rate: linear warm-up, then a linear (`onecycle`) or cosine decay to 0."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return 1 - progress if decay == "onecycle" else 0.5 * (1 + math.cos(math.pi * progress))
