@@ -16,6 +16,8 @@ nox.options.default_venv_backend = "none"
 # Each project's offline quickstart config.
 QUICKSTARTS = {
     "image_classifier": "configs/image_classifier/digits.yaml",
+    "sentiment": "configs/sentiment/quickstart.yaml",
+    "video_classifier": "configs/video_classifier/procedural.yaml",
 }
 FEW_STEPS = ["--trainer.max_steps=5", "--trainer.limit_val_batches=2", "--trainer.limit_test_batches=2",
              "--trainer.enable_progress_bar=false"]  # fmt: skip
