@@ -1,0 +1,1 @@
+"""DCGAN image generation with honest sample-quality metrics."""

@@ -1,0 +1,103 @@
+"""DCGAN generator and discriminator (Radford et al., 2016) for 28, 32 or 64-pixel images.
+
+Both networks are stacks of stride-2 (transposed) convolutions between the image and a small square:
+7x7 for 28-pixel images, 4x4 for 32 and 64. The width doubles at every halving of the resolution.
+"""
+
+import torch
+from torch import nn
+from torch.nn.utils import spectral_norm as with_spectral_norm
+
+from common.errors import UserInputError
+
+# image size -> (size of the smallest feature map, number of stride-2 stages between it and the image)
+ARCHITECTURES = {28: (7, 2), 32: (4, 3), 64: (4, 4)}
+
+
+def architecture(image_size: int) -> tuple[int, int]:
+    if image_size not in ARCHITECTURES:
+        raise UserInputError(
+            f"image_size {image_size} is not supported by DCGAN; choose one of {sorted(ARCHITECTURES)} "
+            "(--data.image_size resizes the images)"
+        )
+    return ARCHITECTURES[image_size]
+
+
+class Generator(nn.Module):
+    """Maps latent vectors `(B, latent_dim)` to images `(B, channels, image_size, image_size)` in [-1, 1].
+
+    Args:
+        latent_dim: size of the latent vector.
+        channels: image channels.
+        image_size: 28, 32 or 64.
+        width: channels of the last hidden feature map; earlier ones double per stage.
+    """
+
+    def __init__(self, latent_dim: int, channels: int, image_size: int, width: int = 64) -> None:
+        super().__init__()
+        base_size, stages = architecture(image_size)
+        hidden = width * 2 ** (stages - 1)
+        # A transposed convolution with kernel base_size turns the 1x1 latent into a base_size square.
+        layers = [
+            nn.ConvTranspose2d(latent_dim, hidden, base_size, 1, 0, bias=False),
+            nn.BatchNorm2d(hidden),
+            nn.ReLU(True),
+        ]
+        for _ in range(stages - 1):
+            layers += [
+                nn.ConvTranspose2d(hidden, hidden // 2, 4, 2, 1, bias=False),
+                nn.BatchNorm2d(hidden // 2),
+                nn.ReLU(True),
+            ]
+            hidden //= 2
+        layers += [nn.ConvTranspose2d(hidden, channels, 4, 2, 1), nn.Tanh()]
+        self.layers = nn.Sequential(*layers)
+        self.latent_dim = latent_dim
+        self.apply(dcgan_init)
+
+    def forward(self, latents: torch.Tensor) -> torch.Tensor:
+        return self.layers(latents[:, :, None, None])  # (B, latent_dim, 1, 1) -> (B, C, S, S)
+
+
+class Discriminator(nn.Module):
+    """Maps images `(B, channels, image_size, image_size)` to one real-vs-fake logit each, `(B,)`.
+
+    Args:
+        channels: image channels.
+        image_size: 28, 32 or 64.
+        width: channels of the first feature map; later ones double per stage.
+        spectral_norm: spectrally normalise every convolution (Miyato et al., 2018) instead of batch norm.
+    """
+
+    def __init__(self, channels: int, image_size: int, width: int = 64, spectral_norm: bool = False) -> None:
+        super().__init__()
+        base_size, stages = architecture(image_size)
+
+        def conv(in_channels: int, out_channels: int, kernel: int, stride: int, padding: int) -> nn.Module:
+            layer = nn.Conv2d(in_channels, out_channels, kernel, stride, padding, bias=spectral_norm)
+            return with_spectral_norm(layer) if spectral_norm else layer
+
+        # No normalisation on the first layer (as in the paper): it sees raw pixels.
+        layers, hidden = [conv(channels, width, 4, 2, 1), nn.LeakyReLU(0.2, True)], width
+        for _ in range(stages - 1):
+            layers.append(conv(hidden, hidden * 2, 4, 2, 1))
+            if not spectral_norm:
+                layers.append(nn.BatchNorm2d(hidden * 2))
+            layers.append(nn.LeakyReLU(0.2, True))
+            hidden *= 2
+        layers.append(conv(hidden, 1, base_size, 1, 0))  # (B, hidden, base, base) -> (B, 1, 1, 1)
+        self.layers = nn.Sequential(*layers)
+        if not spectral_norm:
+            self.apply(dcgan_init)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.layers(images).flatten()  # (B,)
+
+
+def dcgan_init(module: nn.Module) -> None:
+    """The paper's initialisation: N(0, 0.02) convolutions, N(1, 0.02) batch-norm scales."""
+    if isinstance(module, nn.Conv2d | nn.ConvTranspose2d):
+        nn.init.normal_(module.weight, 0.0, 0.02)
+    elif isinstance(module, nn.BatchNorm2d):
+        nn.init.normal_(module.weight, 1.0, 0.02)
+        nn.init.zeros_(module.bias)

@@ -1,0 +1,339 @@
+"""The DCGAN LightningModule: adversarial training with two optimisers, sample-quality metrics, sample media."""
+
+import copy
+from pathlib import Path
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from lightning.pytorch import LightningModule
+from lightning.pytorch.utilities import rank_zero_info
+from torchvision.utils import save_image
+
+from common import media
+from common.errors import UserInputError
+from common.pretrained import load_image_classifier
+from common.runs import run_directory
+from projects.dcgan.metrics import ClassifierSampleQuality, inception_metrics_or_none
+from projects.dcgan.model import Discriminator, Generator
+
+
+def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor, loss: str) -> torch.Tensor:
+    if loss == "hinge":
+        return F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean()
+    # Binary cross-entropy: real -> 1, fake -> 0.
+    return F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
+
+
+def generator_loss(fake_logits: torch.Tensor, loss: str) -> torch.Tensor:
+    if loss == "hinge":
+        return -fake_logits.mean()
+    # Non-saturating: maximise log D(G(z)) rather than minimise log(1 - D(G(z))), which has no gradient early on.
+    return F.softplus(-fake_logits).mean()
+
+
+def slerp(start: torch.Tensor, end: torch.Tensor, steps: int) -> torch.Tensor:
+    """Spherical interpolation `(steps, D)` between latents `(D,)`: stays at the radius Gaussian latents live on."""
+    weights = torch.linspace(0, 1, steps, device=start.device)[:, None]
+    angle = torch.arccos(F.cosine_similarity(start, end, dim=0).clamp(-1 + 1e-6, 1 - 1e-6))
+    return (torch.sin((1 - weights) * angle) * start + torch.sin(weights * angle) * end) / torch.sin(angle)
+
+
+class DCGAN(LightningModule):
+    """A DCGAN trained with manual optimisation: one discriminator step, then one generator step per batch.
+
+    Args:
+        image_channels: image channels (linked from the datamodule).
+        image_size: 28, 32 or 64 (linked from the datamodule).
+        latent_dim: size of the Gaussian latent vector.
+        generator_width: channels of the generator's last hidden layer (doubling towards the latent).
+        discriminator_width: channels of the discriminator's first layer (doubling towards the logit).
+        loss: `non_saturating` (the paper's binary cross-entropy) or `hinge`.
+        spectral_norm: spectral normalisation (instead of batch norm) in the discriminator.
+        generator_lr: Adam learning rate of the generator.
+        discriminator_lr: Adam learning rate of the discriminator.
+        betas: Adam betas for both optimisers (beta1 = 0.5 as in the paper).
+        ema_decay: keep an exponential moving average of the generator weights with this decay and sample
+            from it; None samples from the trained generator.
+        classifier_checkpoint: checkpoint of a classifier trained by `projects/image_classifier` on the same
+            data; enables `val/classifier_fd` (the monitored metric), its real floor and class coverage.
+        confidence_threshold: classifier probability at which a sample counts as confidently classified.
+        inception_weights: local FID Inception weights (`pt_inception-2015-12-05-6726825d.pth`, needs
+            torch-fidelity) or `download`; enables `val/fid` and `val/kid`. None skips them.
+        grid_rows: rows of 8 fixed-latent samples in the per-epoch grid.
+        interpolation_steps: images per row of the latent interpolation grid.
+        sample_seed: seed of the fixed latents and of the validation samples, so epochs compare.
+        sample_dir: where `predict` writes PNG files; default: `<run dir>/samples`.
+    """
+
+    def __init__(
+        self,
+        image_channels: int = 1,
+        image_size: int = 32,
+        latent_dim: int = 100,
+        generator_width: int = 64,
+        discriminator_width: int = 64,
+        loss: Literal["non_saturating", "hinge"] = "non_saturating",
+        spectral_norm: bool = False,
+        generator_lr: float = 2e-4,
+        discriminator_lr: float = 2e-4,
+        betas: tuple[float, float] = (0.5, 0.999),
+        ema_decay: float | None = 0.999,
+        classifier_checkpoint: str | None = None,
+        confidence_threshold: float = 0.9,
+        inception_weights: str | None = None,
+        grid_rows: int = 8,
+        interpolation_steps: int = 10,
+        sample_seed: int = 1234,
+        sample_dir: str | None = None,
+    ) -> None:
+        super().__init__()
+        # Paths stay out of the checkpoint: LightningCLI would let a checkpoint's values override the command line.
+        self.save_hyperparameters(ignore=["classifier_checkpoint", "inception_weights", "sample_dir"])
+        self.automatic_optimization = False
+        self.generator = Generator(latent_dim, image_channels, image_size, generator_width)
+        self.discriminator = Discriminator(image_channels, image_size, discriminator_width, spectral_norm)
+        # The EMA copy is only ever written by `update_ema`, never by an optimiser.
+        self.generator_ema = (
+            copy.deepcopy(self.generator).requires_grad_(False) if ema_decay is not None else None
+        )
+        noise = torch.Generator().manual_seed(sample_seed)
+        self.register_buffer("fixed_latents", torch.randn(8 * grid_rows, latent_dim, generator=noise))
+        self.classifier_checkpoint = classifier_checkpoint
+        self.inception_weights = inception_weights
+        self.sample_dir = sample_dir
+        # Plain attributes (not submodules): the classifier is not part of the GAN and stays out of its checkpoint.
+        self.frozen: dict[str, torch.nn.Module] = {}  # a dict hides the classifier from state_dict and .to()
+        self.quality_metrics: list = []
+        self.quality_metrics_stage: str | None = None
+        self.predicted_images: list[torch.Tensor] = []
+
+    @property
+    def sampler(self) -> Generator:
+        return self.generator_ema if self.generator_ema is not None else self.generator
+
+    @torch.no_grad()
+    def sample(self, latents: torch.Tensor) -> torch.Tensor:
+        """Images `(N, C, S, S)` in [-1, 1] from latents `(N, latent_dim)`, in eval mode (running BN statistics)."""
+        sampler, was_training = self.sampler, self.sampler.training
+        sampler.eval()
+        images = sampler(latents)
+        sampler.train(was_training)
+        return images
+
+    def seeded_latents(self, count: int, seed: int) -> torch.Tensor:
+        noise = torch.Generator().manual_seed(seed)
+        return torch.randn(count, self.hparams.latent_dim, generator=noise).to(self.device)
+
+    # ---- training ----
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        real, _ = batch  # (B, C, S, S) in [-1, 1]
+        generator_optimizer, discriminator_optimizer = self.optimizers()
+        latents = torch.randn(len(real), self.hparams.latent_dim, device=self.device)
+        fake = self.generator(latents)
+
+        self.toggle_optimizer(discriminator_optimizer)
+        real_logits, fake_logits = self.discriminator(real), self.discriminator(fake.detach())
+        d_loss = discriminator_loss(real_logits, fake_logits, self.hparams.loss)
+        discriminator_optimizer.zero_grad(set_to_none=True)
+        self.manual_backward(d_loss)
+        discriminator_optimizer.step()
+        self.untoggle_optimizer(discriminator_optimizer)
+
+        self.toggle_optimizer(generator_optimizer)  # freezes the discriminator: no wasted gradients
+        g_loss = generator_loss(self.discriminator(fake), self.hparams.loss)
+        generator_optimizer.zero_grad(set_to_none=True)
+        self.manual_backward(g_loss)
+        generator_optimizer.step()
+        self.untoggle_optimizer(generator_optimizer)
+        self.update_ema()
+
+        self.log_dict(
+            {
+                "train/d_loss": d_loss,
+                "train/g_loss": g_loss,
+                # D's mean belief that real (fake) images are real.
+                "train/d_real": real_logits.detach().sigmoid().mean(),
+                "train/d_fake": fake_logits.detach().sigmoid().mean(),
+            },
+            prog_bar=True,
+            batch_size=len(real),
+        )
+
+    @torch.no_grad()
+    def update_ema(self) -> None:
+        if self.generator_ema is None:
+            return
+        # Warm-up (as TensorFlow's ExponentialMovingAverage): early on the average must not cling to the random init.
+        updates = self.global_step // 2  # manual optimisation counts both optimisers' steps
+        decay = min(self.hparams.ema_decay, (1 + updates) / (10 + updates))
+        for average, current in zip(
+            self.generator_ema.parameters(), self.generator.parameters(), strict=True
+        ):
+            average.lerp_(current, 1 - decay)
+
+    @torch.no_grad()
+    def refresh_sampler_statistics(self, batches: int = 8, batch_size: int = 256) -> None:
+        """Measure the EMA generator's batch-norm statistics on its own outputs (BigGAN's "standing statistics"):
+        the training generator's running statistics do not fit the averaged weights."""
+        if self.generator_ema is None:
+            return
+        norms = [
+            module for module in self.generator_ema.modules() if isinstance(module, torch.nn.BatchNorm2d)
+        ]
+        for norm in norms:
+            norm.reset_running_stats()
+            norm.momentum = None  # a plain average over the batches below
+        self.generator_ema.train()
+        for index in range(batches):
+            self.generator_ema(self.seeded_latents(batch_size, self.hparams.sample_seed - 1 - index))
+        for norm in norms:
+            norm.momentum = 0.1
+        self.generator_ema.eval()
+
+    def configure_optimizers(self):
+        generator = torch.optim.Adam(
+            self.generator.parameters(), lr=self.hparams.generator_lr, betas=self.hparams.betas
+        )
+        discriminator = torch.optim.Adam(
+            self.discriminator.parameters(), lr=self.hparams.discriminator_lr, betas=self.hparams.betas
+        )
+        return [generator, discriminator]
+
+    # ---- sample quality (validation and test) ----
+
+    def setup(self, stage: str) -> None:
+        monitor = getattr(self.trainer.checkpoint_callback, "monitor", None) or ""
+        if stage == "fit" and monitor.startswith("val/classifier") and not self.classifier_checkpoint:
+            raise UserInputError(
+                f"checkpoint.monitor is {monitor} but model.classifier_checkpoint is not set; pass a classifier "
+                "checkpoint, or --checkpoint.monitor null to keep only the last checkpoint"
+            )
+        # Loaded here, before any training, so a bad path fails at once.
+        wanted = stage in ("fit", "validate", "test") and self.classifier_checkpoint
+        if wanted and "classifier" not in self.frozen:
+            self.frozen["classifier"] = load_image_classifier(self.classifier_checkpoint)
+
+    def _build_quality_metrics(self) -> None:
+        """Fresh metrics (and reference statistics) for a stage: validation and test use different sample counts."""
+        self.quality_metrics = []
+        if "classifier" in self.frozen:
+            shape = (self.hparams.image_channels, self.hparams.image_size, self.hparams.image_size)
+            metric = ClassifierSampleQuality(
+                self.frozen["classifier"], shape, self.hparams.confidence_threshold
+            )
+            self.quality_metrics.append(metric)
+        inception = inception_metrics_or_none(self.inception_weights)
+        if inception is not None:
+            self.quality_metrics.append(inception)
+        if not self.quality_metrics:
+            rank_zero_info(
+                "No sample-quality metric: set model.classifier_checkpoint (offline) or model.inception_weights"
+            )
+        for metric in self.quality_metrics:
+            metric.to(self.device)
+
+    def on_validation_start(self) -> None:
+        if self.quality_metrics_stage != "val":
+            self._build_quality_metrics()
+            self.quality_metrics_stage = "val"
+
+    def on_test_start(self) -> None:
+        self._build_quality_metrics()
+        self.quality_metrics_stage = "test"
+
+    def on_validation_epoch_start(self) -> None:
+        if self.trainer.state.fn == "fit" and not self.trainer.sanity_checking:
+            self.refresh_sampler_statistics()  # the checkpoint saved after this validation keeps them
+        for metric in self.quality_metrics:
+            metric.reset()
+
+    def _shared_step(
+        self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int, dataloader_idx: int
+    ) -> None:
+        """Dataloader 0: held-out real images, each batch matched by as many generated ones; 1: the reference."""
+        if self.trainer.sanity_checking or not self.quality_metrics:
+            return  # a partial sanity pass must not become the cached reference statistics
+        real = (batch[0] + 1) / 2  # (B, C, S, S) in [0, 1]
+        sets = {"reference": real} if dataloader_idx == 1 else {"heldout": real}
+        if dataloader_idx == 0:
+            latents = self.seeded_latents(len(real), self.hparams.sample_seed + 1 + batch_idx)
+            sets["generated"] = (self.sample(latents).float() + 1) / 2
+        for metric in self.quality_metrics:
+            for kind, images in sets.items():
+                metric.update(images, kind)
+
+    def validation_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._shared_step(batch, batch_idx, dataloader_idx)
+
+    def test_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._shared_step(batch, batch_idx, dataloader_idx)
+
+    def _log_quality(self, stage: str) -> None:
+        if self.trainer.sanity_checking:
+            return
+        for metric in self.quality_metrics:
+            values = metric.compute()
+            self.log_dict(
+                {f"{stage}/{name}": value for name, value in values.items()}, add_dataloader_idx=False
+            )
+            if isinstance(metric, ClassifierSampleQuality):
+                shares = metric.class_shares()
+                self.log_dict(
+                    {f"{stage}/class_share/{name}": share for name, share in shares.items()},
+                    add_dataloader_idx=False,
+                )
+                rows = [(name, round(share, 4)) for name, share in shares.items()]
+                media.log_table(self.trainer, f"{stage}/class_histogram", ["class", "share"], rows)
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_quality("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_quality("test")
+
+    # ---- media ----
+
+    def on_train_epoch_end(self) -> None:
+        """The fixed-latent grid (compare it across epochs) and a latent interpolation grid."""
+        self.refresh_sampler_statistics()
+        grid = self.sample(self.fixed_latents)
+        media.log_image_grid(self.trainer, "samples/fixed_latents", grid, nrow=8)
+        rows = min(4, len(self.fixed_latents) // 2)
+        steps = self.hparams.interpolation_steps
+        paths = [
+            slerp(self.fixed_latents[2 * row], self.fixed_latents[2 * row + 1], steps) for row in range(rows)
+        ]
+        media.log_image_grid(self.trainer, "samples/interpolation", self.sample(torch.cat(paths)), nrow=steps)
+
+    # ---- predict: PNG files and a grid ----
+
+    def on_predict_epoch_start(self) -> None:
+        self.predicted_images = []
+
+    def predict_step(self, batch: torch.Tensor, batch_idx: int) -> list[dict]:
+        """`batch`: indices of the samples to generate; sample i always comes from the same latent."""
+        latents = torch.cat(
+            [self.seeded_latents(1, self.hparams.sample_seed + 10_000 + int(i)) for i in batch]
+        )
+        images = self.sample(latents).float().cpu()
+        folder = self._sample_dir()
+        rows = []
+        for index, image in zip(batch.tolist(), images, strict=True):
+            path = folder / f"sample_{index:05d}.png"
+            save_image(image, path, normalize=True, value_range=(-1, 1))
+            rows.append({"index": index, "file": str(path)})
+        self.predicted_images.append(images)
+        return rows
+
+    def on_predict_epoch_end(self) -> None:
+        images = torch.cat(self.predicted_images)[:64]
+        path = self._sample_dir() / "grid.png"
+        save_image(images, path, nrow=8, normalize=True, value_range=(-1, 1), padding=2, pad_value=1.0)
+        rank_zero_info(f"Wrote {len(torch.cat(self.predicted_images))} samples and {path}")
+
+    def _sample_dir(self) -> Path:
+        folder = Path(self.sample_dir) if self.sample_dir else run_directory(self.trainer) / "samples"
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder

@@ -1,0 +1,286 @@
+"""Tests for projects/dcgan: networks, adversarial steps, sample-quality metrics, media, CLI errors."""
+
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from conftest import require_data
+from lightning.pytorch import Trainer
+from torch import nn
+
+from common.errors import UserInputError
+from common.pretrained import load_image_classifier
+from projects.dcgan.data import GanImageDataModule
+from projects.dcgan.metrics import ClassifierSampleQuality, InceptionSampleQuality, inception_metrics_or_none
+from projects.dcgan.model import Discriminator, Generator
+from projects.dcgan.module import DCGAN, discriminator_loss, generator_loss, slerp
+from projects.dcgan.train import main
+
+TINY = ["--model.generator_width", "8", "--model.discriminator_width", "8", "--model.grid_rows", "1"]
+TINY_DATA = [
+    "--data.image_size",
+    "28",
+    "--data.batch_size",
+    "16",
+    "--data.quality_samples",
+    "64",
+    "--data.eval_batch_size",
+    "32",
+    "--data.test_samples",
+    "64",
+]
+QUIET = [
+    "--trainer.enable_progress_bar",
+    "false",
+    "--trainer.enable_model_summary",
+    "false",
+    "--trainer.accelerator",
+    "cpu",
+]
+
+
+def fit(*extra: str) -> None:
+    main(
+        [
+            "fit",
+            *TINY,
+            *TINY_DATA,
+            *QUIET,
+            "--trainer.max_epochs",
+            "1",
+            "--trainer.limit_train_batches",
+            "2",
+            *extra,
+        ]
+    )
+
+
+@pytest.mark.parametrize("size", [28, 32, 64])
+@pytest.mark.parametrize("spectral_norm", [False, True])
+def test_shapes_for_every_architecture(size, spectral_norm):
+    generator = Generator(latent_dim=16, channels=3, image_size=size, width=8)
+    images = generator(torch.randn(4, 16))
+    assert images.shape == (4, 3, size, size)
+    assert images.abs().max() <= 1  # tanh output
+    assert Discriminator(3, size, width=8, spectral_norm=spectral_norm)(images).shape == (4,)
+
+
+def test_unsupported_image_size_is_a_clear_error():
+    with pytest.raises(
+        UserInputError, match="image_size 48 is not supported by DCGAN; choose one of \\[28, 32, 64\\]"
+    ):
+        Generator(16, 1, 48)
+    with pytest.raises(SystemExit, match="error: image_size 48 is not supported"):
+        main(["fit", "--data.image_size", "48", *QUIET])
+
+
+def test_losses_match_hand_computed_values():
+    zeros = torch.zeros(5)
+    # D(x) = 0.5 everywhere: -log 0.5 for real plus -log 0.5 for fake.
+    assert discriminator_loss(zeros, zeros, "non_saturating").item() == pytest.approx(2 * math.log(2))
+    assert generator_loss(zeros, "non_saturating").item() == pytest.approx(math.log(2))
+    # Hinge: margins met exactly give 0; logits 0 give 1 + 1.
+    assert discriminator_loss(torch.ones(3), -torch.ones(3), "hinge").item() == 0
+    assert discriminator_loss(zeros, zeros, "hinge").item() == 2
+    assert generator_loss(torch.full((3,), 2.0), "hinge").item() == -2
+
+
+def test_every_parameter_gets_a_gradient():
+    module = DCGAN(image_channels=1, image_size=28, latent_dim=8, generator_width=8, discriminator_width=8)
+    fake = module.generator(torch.randn(6, 8))
+    discriminator_loss(
+        module.discriminator(torch.rand(6, 1, 28, 28) * 2 - 1), module.discriminator(fake), "hinge"
+    ).backward()
+    for name, parameter in [*module.generator.named_parameters(), *module.discriminator.named_parameters()]:
+        assert parameter.grad is not None and parameter.grad.abs().sum() > 0, name
+
+
+# Not hinge with spectral norm here: the logit's bias then gets exactly zero gradient (-1 + 1) while
+# every logit sits inside the margin, so it would rightly stay put.
+@pytest.mark.parametrize(("loss", "spectral_norm"), [("non_saturating", True), ("hinge", False)])
+def test_manual_optimization_steps_update_both_networks(loss, spectral_norm):
+    module = DCGAN(image_channels=1, image_size=28, latent_dim=8, generator_width=8, discriminator_width=8, loss=loss,
+                   spectral_norm=spectral_norm, ema_decay=0.5, grid_rows=1)  # fmt: skip
+    before = {name: p.detach().clone() for name, p in module.named_parameters()}
+    data = GanImageDataModule(image_size=28, batch_size=16, quality_samples=32)
+    trainer = Trainer(max_steps=6, limit_val_batches=0, logger=False, enable_checkpointing=False,
+                      enable_progress_bar=False, enable_model_summary=False, accelerator="cpu")  # fmt: skip
+    trainer.fit(module, data)
+    changed = {name: not torch.equal(before[name], p) for name, p in module.named_parameters()}
+    for prefix in ("generator.", "discriminator.", "generator_ema."):
+        assert all(flag for name, flag in changed.items() if name.startswith(prefix)), [
+            n for n, f in changed.items() if not f
+        ]
+    for key in ("train/d_loss", "train/g_loss"):
+        assert torch.isfinite(trainer.callback_metrics[key])
+    assert trainer.fit_loop.epoch_loop.batch_progress.current.completed == 3  # two optimiser steps per batch
+
+
+def test_slerp_ends_on_both_latents():
+    start, end = torch.randn(8), torch.randn(8)
+    path = slerp(start, end, 5)
+    assert path.shape == (5, 8)
+    torch.testing.assert_close(path[0], start)
+    torch.testing.assert_close(path[-1], end)
+
+
+class PixelClassifier(nn.Module):
+    """Toy classifier: features are the raw pixels; class 0 when the mean pixel exceeds 0.5, else class 1."""
+
+    class_names = ["bright", "dark"]
+
+    def embed(self, images):
+        return images.flatten(1)
+
+    def forward(self, images):
+        brightness = images.mean(dim=(1, 2, 3))
+        return torch.stack([brightness - 0.5, 0.5 - brightness], dim=1) * 100
+
+
+def test_classifier_metrics_are_zero_for_identical_sets_and_grow_with_a_shift():
+    images = torch.rand(400, 1, 2, 2) * 0.5  # dark images, 4 features
+    metric = ClassifierSampleQuality(PixelClassifier(), (1, 2, 2))
+    for kind in ("reference", "heldout", "generated"):
+        metric.update(images, kind)
+    values = metric.compute()
+    assert values["classifier_fd"] == pytest.approx(0, abs=1e-3)
+    assert values["classifier_fd_real_floor"] == pytest.approx(0, abs=1e-3)
+    assert values["confident_share"] == values["confident_share_real"] == 1.0
+    assert metric.class_shares() == {"bright": 0.0, "dark": 1.0}
+
+    metric.reset()  # keeps the reference and the floor; a shift of 0.3 in each of 4 features: 4 * 0.3^2
+    metric.update(images[:200] + 0.3, "generated")
+    metric.update(images[200:], "generated")
+    values = metric.compute()
+    assert values["classifier_fd"] > 0.05
+    metric.reset()
+    metric.update(images + 0.3, "generated")
+    assert metric.compute()["classifier_fd"] == pytest.approx(4 * 0.3**2, abs=1e-3)
+
+
+def test_class_coverage_counts_confident_samples_per_class():
+    metric = ClassifierSampleQuality(PixelClassifier(), (1, 2, 2))
+    metric.update(torch.rand(10, 1, 2, 2), "reference")
+    metric.update(torch.rand(10, 1, 2, 2), "heldout")
+    # 3 bright, 1 dark, and 1 ambiguous (mean 0.5 exactly: probabilities 0.5/0.5, not confident).
+    generated = torch.tensor([0.9, 0.8, 0.7, 0.1, 0.5]).view(5, 1, 1, 1).expand(5, 1, 2, 2)
+    metric.update(generated, "generated")
+    values = metric.compute()
+    assert values["confident_share"] == pytest.approx(4 / 5)
+    assert metric.class_shares() == {"bright": pytest.approx(4 / 5), "dark": pytest.approx(1 / 5)}
+    assert (values["class_share_min"], values["class_share_max"]) == (pytest.approx(0.2), pytest.approx(0.8))
+
+
+def test_inception_metrics_are_skipped_without_weights_and_checked_with_them(tmp_path, capsys):
+    assert inception_metrics_or_none(None) is None
+    with pytest.raises(UserInputError, match="torch-fidelity|Inception weights .* not found"):
+        InceptionSampleQuality(str(tmp_path / "missing.pth"))
+
+
+class StubInception(nn.Module):
+    """Stands in for torch-fidelity's network: uint8 RGB images -> the 64 "features" (pixels, tiled)."""
+
+    def __init__(self, name, features_list, feature_extractor_weights_path=None) -> None:
+        super().__init__()
+        assert features_list == ["64"]
+        self.weights_path = feature_extractor_weights_path
+
+    def forward(self, images):
+        assert images.dtype == torch.uint8 and images.shape[1] == 3
+        return images.float().flatten(1).div(255).repeat(1, 2)[:, :64]
+
+
+def test_inception_metrics_on_stub_network(tmp_path, monkeypatch):
+    import torchmetrics.image.fid
+
+    monkeypatch.setattr("projects.dcgan.metrics._TORCH_FIDELITY_AVAILABLE", True)
+    monkeypatch.setattr(torchmetrics.image.fid, "NoTrainInceptionV3", StubInception)
+    weights = tmp_path / "pt_inception.pth"
+    weights.write_bytes(b"stub")
+    metric = InceptionSampleQuality(str(weights), kid_subset_size=1000, kid_subsets=5, feature_size=64)
+    assert metric.inception.weights_path == str(weights)
+    images = torch.rand(100, 1, 4, 4)
+    metric.update(images, "reference")
+    metric.update(images, "heldout")  # not used by FID/KID
+    metric.update(images, "generated")
+    same = metric.compute()
+    assert metric.kid.subset_size == 100  # capped by the sample counts
+    metric.reset()
+    metric.update((images + 0.3).clamp(max=1), "generated")
+    shifted = metric.compute()
+    assert abs(same["fid"]) < 1e-3 and shifted["fid"] > 1 and shifted["kid"] > same["kid"]
+
+
+def test_classifier_checkpoint_errors_are_one_line(tmp_path):
+    with pytest.raises(UserInputError, match="checkpoint .*missing.ckpt not found"):
+        load_image_classifier(tmp_path / "missing.ckpt")
+    corrupt = tmp_path / "corrupt.ckpt"
+    corrupt.write_bytes(b"not a checkpoint")
+    with pytest.raises(UserInputError, match="cannot read checkpoint"):
+        load_image_classifier(corrupt)
+    with pytest.raises(SystemExit, match="error: checkpoint .*missing.ckpt not found"):
+        fit("--model.classifier_checkpoint", str(tmp_path / "missing.ckpt"), "--checkpoint.monitor", "null")
+
+
+def test_monitoring_the_classifier_metric_without_a_classifier_is_a_clear_error():
+    with pytest.raises(
+        SystemExit, match="error: checkpoint.monitor is val/classifier_fd but model.classifier_checkpoint"
+    ):
+        fit()
+
+
+def test_fit_writes_sample_grids_and_predict_writes_pngs(tmp_path):
+    fit("--checkpoint.monitor", "null", "--trainer.max_epochs", "2")
+    run = tmp_path / "runs" / "dcgan" / "version_0"
+    assert len(list((run / "media").glob("samples_fixed_latents_step*.png"))) == 2  # one per epoch
+    assert list((run / "media").glob("samples_interpolation_step*.png"))
+    checkpoint = run / "checkpoints" / "last.ckpt"
+    main(["predict", *TINY, *TINY_DATA, *QUIET, "--ckpt_path", str(checkpoint), "--data.predict_samples", "5",
+          "--model.sample_dir", str(tmp_path / "samples")])  # fmt: skip
+    assert sorted(path.name for path in (tmp_path / "samples").iterdir()) == [
+        "grid.png",
+        *[f"sample_{index:05d}.png" for index in range(5)],
+    ]
+    rows = pd.read_csv(next((tmp_path / "runs" / "dcgan").glob("version_1/predictions.csv")))
+    assert list(rows["index"]) == [0, 1, 2, 3, 4]
+
+
+@pytest.fixture
+def digits_classifier(tmp_path) -> Path:
+    """A classifier trained for a few steps by the image-classifier project's own CLI."""
+    from projects.image_classifier.train import main as classifier_main
+
+    classifier_main(["fit", "--config", str(Path(__file__).parents[1] / "configs/image_classifier/digits.yaml"), *QUIET,
+                     "--trainer.max_steps", "3", "--trainer.limit_val_batches", "1", "--trainer.callbacks", "[]"])  # fmt: skip
+    return next((tmp_path / "runs" / "image_classifier").glob("*/checkpoints/last.ckpt"))
+
+
+def test_fit_with_a_trained_classifier_logs_sample_quality(tmp_path, digits_classifier):
+    classifier = load_image_classifier(digits_classifier)
+    assert classifier.input_size == 8 and len(classifier.class_names) == 10
+    fit("--model.classifier_checkpoint", str(digits_classifier), "--trainer.max_epochs", "2")
+    metrics = pd.read_csv(next((tmp_path / "runs" / "dcgan").glob("*/metrics.csv")))
+    quality = metrics.dropna(subset=["val/classifier_fd"])
+    assert len(quality) == 2  # one row per epoch; the sanity check is not measured
+    assert (quality["val/classifier_fd"] > quality["val/classifier_fd_real_floor"]).all()
+    assert quality["val/classifier_fd_real_floor"].nunique() == 1  # computed once, from fixed real sets
+    assert quality["val/confident_share"].between(0, 1).all()
+    assert list((tmp_path / "runs" / "dcgan").glob("*/checkpoints/best.ckpt"))  # monitored val/classifier_fd
+    tested = metrics.dropna(subset=["test/classifier_fd"])  # test after fit, on the test-sized sets
+    assert len(tested) == 1 and tested["test/class_share/0"].between(0, 1).all()
+
+
+@pytest.mark.slow
+def test_mnist_from_data_root(tmp_path):
+    mnist = require_data("mnist/train-images-idx3-ubyte.gz").parent
+    data = GanImageDataModule(
+        dataset="mnist", data_dir=str(mnist), image_size=32, cache_dir=str(tmp_path / "cache")
+    )
+    data.setup("fit")
+    assert data.splits["train"][0].shape == (60000, 1, 32, 32)
+    assert data.splits["heldout"][0].shape == (10000, 1, 32, 32)
+    images, labels = next(iter(data.val_dataloader()[0]))
+    images, labels = data.on_after_batch_transfer((images, labels), 0)
+    assert images.min() >= -1 and images.max() <= 1 and labels.max() == 9
