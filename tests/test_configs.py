@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO
+from conftest import REPO, require_data
 
 CONFIGS = REPO / "configs"
 QUICKSTART = CONFIGS / "image_classifier" / "digits.yaml"
@@ -23,6 +23,8 @@ def folder_fixture(root: Path) -> Path:
 def extra_args(config: Path, tmp_path: Path) -> list[str]:
     """What a config leaves to the user: where the data is."""
     text = config.read_text()
+    if config.parent.name == "time_series" and "dataset: ETT" in text:
+        require_data("ett-small/ETTh1.csv")  # the linked channels and scaler need the real file
     if config.parent.name == "video_classifier":
         from test_video_classifier import extra_config_args
 

@@ -1,0 +1,1 @@
+"""Time-series forecasting: RNN-family models (LSTM/GRU, SegRNN) and baselines on ETT, CSV or bundled data."""

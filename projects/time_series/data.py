@@ -1,0 +1,369 @@
+"""Forecasting data: ETT benchmark files, any CSV with a timestamp column, or statsmodels' bundled CO2 series.
+
+Rows are split chronologically; the scaler is fit on the training rows only; validation and test windows
+start `lookback` rows before their split so that every forecast target lies inside its own split.
+"""
+
+import os
+import urllib.request
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import torch
+from lightning.pytorch import LightningDataModule
+from torch.utils.data import DataLoader, Dataset
+
+from common.errors import UserInputError
+
+ETT_URL = "https://raw.githubusercontent.com/zhouhaoyi/ETDataset/main/ETT-small/{name}.csv"
+HOURS_PER_MONTH = 30 * 24  # the ETT papers' "month"
+# Season lengths by sampling interval (seconds), for MASE and the seasonal naive baseline.
+SEASON_BY_INTERVAL = {900: 96, 3600: 24, 86400: 7, 7 * 86400: 52}
+Setting = Literal["M", "MS", "S"]
+
+
+@dataclass
+class Series:
+    """A loaded series: timestamps `(T,)`, raw values `(T, C)` with the targets as the last columns."""
+
+    timestamps: pd.DatetimeIndex
+    values: np.ndarray
+    columns: list[str]
+    name: str
+
+
+class WindowDataset(Dataset):
+    """Sliding windows over rows `[start, end)`: inputs `(lookback, C)` and the next `horizon` rows of the
+    last `targets` channels `(horizon, targets)`."""
+
+    def __init__(
+        self, values: torch.Tensor, targets: int, lookback: int, horizon: int, start: int, end: int
+    ) -> None:
+        self.values, self.targets, self.lookback, self.horizon = values, targets, lookback, horizon
+        self.start, self.count = start, end - start - lookback - horizon + 1
+
+    def __len__(self) -> int:
+        return max(self.count, 0)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        first = self.start + index
+        inputs = self.values[first : first + self.lookback]
+        target = self.values[first + self.lookback : first + self.lookback + self.horizon, -self.targets :]
+        return inputs, target
+
+
+def read_csv(path: str | Path, rows: int | None = None) -> pd.DataFrame:
+    path = Path(path)
+    if not path.is_file():
+        raise UserInputError(f"CSV file {path} not found; pass --data.path to an existing file")
+    try:
+        return pd.read_csv(path, nrows=rows)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise UserInputError(
+            f"{path} is not a readable CSV file ({str(error).splitlines()[0]}); check its format"
+        ) from error
+
+
+def read_csv_series(
+    path: str | Path, timestamp_column: str, columns: list[str], missing_values: str
+) -> Series:
+    """Read `columns` (targets last) and the timestamps from a CSV, with one-line errors for bad input."""
+    frame = read_csv(path)
+    return frame_to_series(frame, timestamp_column, columns, missing_values, name=str(path))
+
+
+def frame_to_series(
+    frame: pd.DataFrame, timestamp_column: str, columns: list[str], missing_values: str, name: str
+) -> Series:
+    for column in [timestamp_column, *columns]:
+        if column not in frame.columns:
+            available = ", ".join(map(str, frame.columns))
+            raise UserInputError(
+                f"column '{column}' not in {name} (columns: {available}); fix --data.target/--data.features/--data.timestamp_column"
+            )
+    timestamps = pd.to_datetime(frame[timestamp_column], errors="coerce")
+    if timestamps.isna().any():
+        row = int(timestamps.isna().to_numpy().argmax())
+        raise UserInputError(
+            f"timestamp '{frame[timestamp_column].iloc[row]}' in row {row} of {name} is not a date; fix or drop that row"
+        )
+    steps = timestamps.diff().iloc[1:]
+    if (steps <= pd.Timedelta(0)).any():
+        row = int((steps <= pd.Timedelta(0)).to_numpy().argmax()) + 1
+        raise UserInputError(
+            f"timestamps in {name} are not strictly increasing (row {row}: {timestamps.iloc[row]} after "
+            f"{timestamps.iloc[row - 1]}); sort the file by time and remove duplicate rows"
+        )
+    values = frame[columns].apply(pd.to_numeric, errors="coerce")
+    for column in columns:
+        bad = values[column].isna() & frame[column].notna()
+        if bad.any():
+            row = int(bad.to_numpy().argmax())
+            raise UserInputError(
+                f"column '{column}' in {name} is not numeric ('{frame[column].iloc[row]}' in row {row}); choose numeric columns with --data.features/--data.target"
+            )
+    if values.isna().any().any():
+        if missing_values == "error":
+            raise UserInputError(
+                f"{name} has missing values in {list(values.columns[values.isna().any()])}; fill them or set --data.missing_values interpolate"
+            )
+        # Stated policy: linear interpolation in row order; leading/trailing gaps take the nearest value.
+        values = values.interpolate(method="linear", limit_direction="both")
+        if values.isna().any().any():
+            raise UserInputError(f"a column of {name} has no values at all; drop it from --data.features")
+    return Series(pd.DatetimeIndex(timestamps), values.to_numpy(np.float32), list(columns), name)
+
+
+def co2_series() -> Series:
+    """Weekly atmospheric CO2 at Mauna Loa, 1958-2001 (2,284 rows), bundled with statsmodels."""
+    from statsmodels.datasets import co2
+
+    frame = co2.load_pandas().data.rename_axis("date").reset_index()
+    return frame_to_series(frame, "date", ["co2"], "interpolate", name="statsmodels co2")
+
+
+def season_length(timestamps: pd.DatetimeIndex) -> int:
+    """A season length guessed from the median sampling interval; 1 (no season) when it is unusual."""
+    if len(timestamps) < 2:
+        return 1
+    seconds = int(pd.Series(timestamps).diff().median().total_seconds())
+    if 28 * 86400 <= seconds <= 31 * 86400:
+        return 12
+    return SEASON_BY_INTERVAL.get(seconds, 1)
+
+
+def future_timestamps(timestamps: pd.DatetimeIndex, steps: int) -> pd.DatetimeIndex:
+    """The `steps` timestamps after the last one, at the series' inferred frequency (or median interval)."""
+    frequency = pd.infer_freq(timestamps[-50:]) if len(timestamps) >= 3 else None
+    if frequency is not None:
+        return pd.date_range(timestamps[-1], periods=steps + 1, freq=frequency)[1:]
+    interval = pd.Series(timestamps).diff().median()
+    return pd.DatetimeIndex([timestamps[-1] + interval * (step + 1) for step in range(steps)])
+
+
+class ForecastDataModule(LightningDataModule):
+    """Windows of a real series for forecasting.
+
+    Args:
+        dataset: `co2` (statsmodels' weekly CO2, offline), `ETTh1`/`ETTh2`/`ETTm1`/`ETTm2`, or `csv` (your file).
+        path: the CSV file for `csv`; for ETT the folder holding `<dataset>.csv` (default `$DATA_ROOT/ett-small`).
+        download: fetch a missing ETT file from the ETDataset GitHub repository into `path`.
+        timestamp_column: the column holding timestamps (ETT and co2: `date`).
+        target: the column to forecast (ETT: `OT`; co2: `co2`).
+        features: input columns besides the target for M/MS (default: every other column).
+        setting: `M` all columns to all columns, `MS` all columns to the target, `S` target to target.
+        lookback: input steps L.
+        horizon: forecast steps H.
+        split_fractions: train and validation fractions of the rows for `co2`/`csv` (test gets the rest);
+            ETT uses its standard 12/4/4-month borders.
+        missing_values: `interpolate` (linear in row order, edges take the nearest value) or `error`.
+        seasonal_period: season length for MASE and the seasonal naive baseline (default: from the interval).
+        batch_size: windows per batch.
+        num_workers: DataLoader worker processes.
+        predict_path: CSV whose next H steps `predict` forecasts (default: the training series itself).
+    """
+
+    def __init__(
+        self,
+        dataset: Literal["co2", "ETTh1", "ETTh2", "ETTm1", "ETTm2", "csv"] = "co2",
+        path: str | None = None,
+        download: bool = False,
+        timestamp_column: str = "date",
+        target: str | None = None,
+        features: list[str] | None = None,
+        setting: Setting = "M",
+        lookback: int = 96,
+        horizon: int = 48,
+        split_fractions: tuple[float, float] = (0.7, 0.1),
+        missing_values: Literal["interpolate", "error"] = "interpolate",
+        seasonal_period: int | None = None,
+        batch_size: int = 32,
+        num_workers: int = 0,
+        predict_path: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.dataset, self.path, self.download = dataset, path, download
+        self.timestamp_column, self.setting = timestamp_column, setting
+        self.lookback, self.horizon = lookback, horizon
+        self.split_fractions, self.missing_values = split_fractions, missing_values
+        self.batch_size, self.num_workers, self.predict_path = batch_size, num_workers, predict_path
+        self.target = target or {"co2": "co2", "csv": None}.get(dataset, "OT")
+        if self.target is None:
+            raise UserInputError(
+                "--data.target is required with --data.dataset csv; name the column to forecast"
+            )
+        self.features = features
+        self._seasonal_period = seasonal_period
+        if lookback < 1 or horizon < 1:
+            raise UserInputError(f"lookback ({lookback}) and horizon ({horizon}) must be positive")
+
+    # ----- loading -----
+    def _columns(self, available: list[str]) -> list[str]:
+        """Input columns with the target last, as the models expect."""
+        if self.setting == "S":
+            return [self.target]
+        features = (
+            self.features
+            if self.features is not None
+            else [c for c in available if c not in (self.timestamp_column, self.target)]
+        )
+        return [c for c in features if c != self.target] + [self.target]
+
+    def _ett_file(self) -> Path:
+        folder = Path(self.path or Path(os.environ.get("DATA_ROOT", "data")) / "ett-small")
+        file = folder / f"{self.dataset}.csv" if folder.suffix != ".csv" else folder
+        if file.is_file():
+            return file
+        if not self.download:
+            raise UserInputError(
+                f"{file} not found; pass --data.path to the folder holding {self.dataset}.csv or set --data.download true"
+            )
+        try:
+            file.parent.mkdir(parents=True, exist_ok=True)
+            urllib.request.urlretrieve(ETT_URL.format(name=self.dataset), file)
+        except OSError as error:
+            raise UserInputError(
+                f"downloading {self.dataset} failed ({error}); download {ETT_URL.format(name=self.dataset)} by hand into {file.parent}"
+            ) from error
+        return file
+
+    def _load(self) -> Series:
+        if self.dataset == "co2":
+            return co2_series()
+        path = self._ett_file() if self.dataset.startswith("ETT") else self.path
+        if path is None:
+            raise UserInputError("--data.path is required with --data.dataset csv; point it at your CSV file")
+        header = read_csv(path, rows=0).columns.tolist()
+        return read_csv_series(path, self.timestamp_column, self._columns(header), self.missing_values)
+
+    @cached_property
+    def series(self) -> Series:
+        series = self._load()
+        if len(series.values) < self.lookback + self.horizon:
+            raise UserInputError(
+                f"{series.name} has {len(series.values)} rows, fewer than lookback + horizon = {self.lookback + self.horizon}; "
+                "lower --data.lookback or --data.horizon"
+            )
+        return series
+
+    @cached_property
+    def borders(self) -> dict[str, tuple[int, int]]:
+        """Row ranges `[start, end)` of each split's windows; val/test start `lookback` rows early."""
+        rows, lookback = len(self.series.values), self.lookback
+        if self.dataset.startswith("ETT"):
+            month = HOURS_PER_MONTH * (4 if self.dataset.startswith("ETTm") else 1)
+            train_end, val_end, test_end = 12 * month, 16 * month, 20 * month
+        else:
+            train_end = int(rows * self.split_fractions[0])
+            test_rows = rows - train_end - int(rows * self.split_fractions[1])
+            val_end, test_end = rows - test_rows, rows
+        borders = {
+            "train": (0, train_end),
+            "val": (train_end - lookback, val_end),
+            "test": (val_end - lookback, min(test_end, rows)),
+        }
+        for split, (start, end) in borders.items():
+            if end - start < lookback + self.horizon:
+                raise UserInputError(
+                    f"the {split} split of {self.series.name} has {end - start} rows, fewer than lookback + horizon = "
+                    f"{lookback + self.horizon}; lower --data.lookback/--data.horizon or change --data.split_fractions"
+                )
+        return borders
+
+    @cached_property
+    def scaler(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-column mean and std `(C,)` of the training rows only."""
+        train = self.series.values[: self.borders["train"][1]].astype(np.float64)
+        std = train.std(axis=0)
+        return train.mean(axis=0), np.where(std > 0, std, 1.0)
+
+    def scale(self, values: np.ndarray) -> torch.Tensor:
+        mean, std = self.scaler
+        return torch.as_tensor((values - mean) / std, dtype=torch.float32)
+
+    # ----- what the model needs to know (linked into the module) -----
+    @property
+    def input_channels(self) -> int:
+        return len(self.series.columns)
+
+    @property
+    def output_channels(self) -> int:
+        return len(self.series.columns) if self.setting == "M" else 1
+
+    @property
+    def target_names(self) -> list[str]:
+        return self.series.columns[-self.output_channels :]
+
+    @property
+    def target_mean(self) -> list[float]:
+        return self.scaler[0][-self.output_channels :].tolist()
+
+    @property
+    def target_std(self) -> list[float]:
+        return self.scaler[1][-self.output_channels :].tolist()
+
+    @property
+    def seasonal_period(self) -> int:
+        return self._seasonal_period or season_length(self.series.timestamps)
+
+    @property
+    def mase_scale(self) -> list[float]:
+        """Per target, the mean absolute error of the seasonal naive forecast in-sample on the (scaled)
+        training rows: MASE divides the forecast MAE by it."""
+        train = self.scale(self.series.values[: self.borders["train"][1]])[:, -self.output_channels :]
+        period = self.seasonal_period if self.seasonal_period < len(train) else 1
+        return (train[period:] - train[:-period]).abs().mean(dim=0).clamp(min=1e-8).tolist()
+
+    # ----- datasets -----
+    def setup(self, stage: str) -> None:
+        values = self.scale(self.series.values)
+        windows = {
+            split: WindowDataset(values, self.output_channels, self.lookback, self.horizon, *border)
+            for split, border in self.borders.items()
+        }
+        self.train_dataset, self.val_dataset, self.test_dataset = (
+            windows["train"],
+            windows["val"],
+            windows["test"],
+        )
+        if stage == "predict":
+            series = self.series
+            if self.predict_path is not None:  # the columns the model was trained on
+                series = read_csv_series(
+                    self.predict_path, self.timestamp_column, self.series.columns, self.missing_values
+                )
+            if len(series.values) < self.lookback:
+                raise UserInputError(
+                    f"{series.name} has {len(series.values)} rows, fewer than lookback {self.lookback}; give a longer series"
+                )
+            inputs = self.scale(series.values[-self.lookback :]).unsqueeze(0)  # (1, L, C)
+            stamps = future_timestamps(series.timestamps, self.horizon)
+            self.predict_dataset = [(inputs[0], torch.as_tensor(stamps.as_unit("ns").asi8))]
+
+    def _loader(self, dataset: Dataset, shuffle: bool = False) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_dataset, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_dataset)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_dataset)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader(self.predict_dataset)

@@ -1,0 +1,356 @@
+"""Tests for projects/time_series: windows and splits, scaler, every model's shapes and gradients, learning,
+baselines by hand, the CSV path end to end through the CLI, predict, and each bad input's one-line error."""
+
+import csv
+import re
+from functools import partial
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from conftest import require_data
+
+from projects.time_series.data import ForecastDataModule
+from projects.time_series.model import (
+    DirectRNN,
+    DLinear,
+    LastValueNaive,
+    RNNEncoderDecoder,
+    SeasonalNaive,
+    SegRNN,
+)
+from projects.time_series.train import main
+
+LOOKBACK, HORIZON = 12, 6
+NETWORKS = {
+    "last_value": LastValueNaive,
+    "seasonal": partial(SeasonalNaive, period=4),
+    "dlinear": partial(DLinear, kernel_size=5),
+    "lstm_seq2seq": partial(RNNEncoderDecoder, cell="lstm", hidden_size=16),
+    "gru_seq2seq": partial(RNNEncoderDecoder, cell="gru", hidden_size=16, num_layers=2, dropout=0.1),
+    "direct_gru": partial(DirectRNN, cell="gru", hidden_size=16),
+    "direct_lstm": partial(DirectRNN, cell="lstm", hidden_size=16),
+    "segrnn": partial(SegRNN, segment_length=6, hidden_size=16, dropout=0.0),
+    "segrnn_lstm_no_revin": partial(SegRNN, segment_length=3, hidden_size=16, revin=False, cell="lstm"),
+}
+TRAINABLE = [name for name in NETWORKS if name not in ("last_value", "seasonal")]
+
+
+@pytest.fixture(autouse=True)
+def single_thread():
+    """Tiny tensors: a second thread only adds synchronisation, which costs seconds on a busy 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def write_csv(path, rows: int = 200, start: str = "2024-01-01", frequency: str = "h") -> pd.DataFrame:
+    """Hourly rows: `load` = the row index (so windows can be checked by value), `temperature` a daily sine."""
+    index = np.arange(rows)
+    frame = pd.DataFrame(
+        {
+            "date": pd.date_range(start, periods=rows, freq=frequency).strftime("%Y-%m-%d %H:%M:%S"),
+            "temperature": np.sin(2 * np.pi * index / 24).round(6),
+            "load": index.astype(float),
+        }
+    )
+    frame.to_csv(path, index=False)
+    return frame
+
+
+def csv_data(path, **overrides) -> ForecastDataModule:
+    options = {
+        "dataset": "csv",
+        "path": str(path),
+        "target": "load",
+        "lookback": LOOKBACK,
+        "horizon": HORIZON,
+        "batch_size": 8,
+    }
+    return ForecastDataModule(**{**options, **overrides})
+
+
+def raw(data: ForecastDataModule, scaled: torch.Tensor, channel: int = -1) -> np.ndarray:
+    mean, std = data.scaler
+    return (scaled.numpy() * std[channel] + mean[channel]).round(4)
+
+
+# ----- windows, splits, scaler -----
+def test_windows_stay_inside_their_split(tmp_path):
+    write_csv(tmp_path / "series.csv", rows=200)
+    data = csv_data(tmp_path / "series.csv", setting="MS")
+    data.setup("fit")
+    train_end, val_end = 140, 160  # 70 % and 10 % of 200 rows
+    assert data.borders == {"train": (0, 140), "val": (140 - LOOKBACK, 160), "test": (160 - LOOKBACK, 200)}
+    # `load` is the row index, so a window's values name the rows it reads.
+    last_train_inputs, last_train_target = data.train_dataset[len(data.train_dataset) - 1]
+    assert raw(data, last_train_target[:, 0])[-1] == train_end - 1  # training targets never cross into val
+    val_inputs, val_target = data.val_dataset[0]
+    assert raw(data, val_inputs[:, -1])[0] == train_end - LOOKBACK  # val inputs start L rows early...
+    assert raw(data, val_target[:, 0])[0] == train_end  # ...so the first val target is the first val row
+    assert raw(data, data.val_dataset[len(data.val_dataset) - 1][1][:, 0])[-1] == val_end - 1
+    assert raw(data, data.test_dataset[0][1][:, 0])[0] == val_end
+    assert raw(data, data.test_dataset[len(data.test_dataset) - 1][1][:, 0])[-1] == 199
+    assert len(data.train_dataset) == 140 - LOOKBACK - HORIZON + 1
+    assert val_inputs.shape == (LOOKBACK, 2) and val_target.shape == (HORIZON, 1)
+
+
+def test_scaler_is_fit_on_training_rows_only(tmp_path):
+    frame = write_csv(tmp_path / "series.csv", rows=200)
+    data = csv_data(tmp_path / "series.csv")
+    mean, std = data.scaler
+    assert mean[-1] == pytest.approx(np.arange(140).mean()) and std[-1] == pytest.approx(np.arange(140).std())
+    # Changing every row after the training split leaves the scaler unchanged.
+    frame.loc[140:, "load"] = 1e6
+    frame.to_csv(tmp_path / "changed.csv", index=False)
+    changed_mean, changed_std = csv_data(tmp_path / "changed.csv").scaler
+    np.testing.assert_allclose(changed_mean, mean)
+    np.testing.assert_allclose(changed_std, std)
+
+
+@pytest.mark.parametrize(("name", "rows", "month"), [("ETTh1", 14400, 720), ("ETTm2", 57600, 2880)])
+def test_ett_uses_the_standard_borders(tmp_path, name, rows, month):
+    frequency = "h" if name.startswith("ETTh") else "15min"
+    columns = {column: np.zeros(rows) for column in ("HUFL", "HULL", "MUFL", "MULL", "LUFL", "LULL")}
+    frame = pd.DataFrame(
+        {
+            "date": pd.date_range("2016-07-01", periods=rows, freq=frequency),
+            **columns,
+            "OT": np.arange(rows, dtype=float),
+        }
+    )
+    frame.to_csv(tmp_path / f"{name}.csv", index=False)
+    data = ForecastDataModule(name, path=str(tmp_path), lookback=336, horizon=96)
+    assert data.borders == {
+        "train": (0, 12 * month),
+        "val": (12 * month - 336, 16 * month),
+        "test": (16 * month - 336, 20 * month),
+    }
+    assert data.series.columns[-1] == "OT" and data.input_channels == data.output_channels == 7
+    assert data.seasonal_period == (24 if name.startswith("ETTh") else 96)
+
+
+def test_real_etth1_has_the_standard_split_sizes():
+    path = require_data("ett-small/ETTh1.csv")
+    data = ForecastDataModule("ETTh1", path=str(path.parent), lookback=336, horizon=96)
+    data.setup("fit")
+    assert data.series.values.shape == (17420, 7) and data.target_names == [
+        "HUFL",
+        "HULL",
+        "MUFL",
+        "MULL",
+        "LUFL",
+        "LULL",
+        "OT",
+    ]
+    assert (len(data.train_dataset), len(data.val_dataset), len(data.test_dataset)) == (
+        8640 - 336 - 96 + 1,
+        2880 - 96 + 1,
+        2880 - 96 + 1,
+    )
+
+
+def test_ett_file_missing_without_download_says_what_to_do(tmp_path):
+    with pytest.raises(Exception, match="ETTh2.csv not found.*--data.download true"):
+        _ = ForecastDataModule("ETTh2", path=str(tmp_path)).series
+
+
+def test_missing_values_are_interpolated_or_rejected(tmp_path):
+    frame = write_csv(tmp_path / "series.csv", rows=100)
+    frame.loc[[0, 10, 11], "load"] = np.nan
+    frame.to_csv(tmp_path / "gaps.csv", index=False)
+    values = csv_data(tmp_path / "gaps.csv").series.values[:, -1]
+    assert values[0] == 1.0 and values[10] == pytest.approx(10.0) and values[11] == pytest.approx(11.0)
+    with pytest.raises(Exception, match="missing values in \\['load'\\]"):
+        _ = csv_data(tmp_path / "gaps.csv", missing_values="error").series
+
+
+def test_co2_loads_offline_with_weekly_season():
+    data = ForecastDataModule()
+    assert data.series.columns == ["co2"] and len(data.series.values) == 2284
+    assert not np.isnan(data.series.values).any() and data.seasonal_period == 52
+
+
+# ----- models -----
+@pytest.mark.parametrize("setting", ["M", "MS"])
+@pytest.mark.parametrize("name", list(NETWORKS))
+def test_every_model_maps_window_to_horizon(name, setting):
+    output_channels = 3 if setting == "M" else 1
+    network = NETWORKS[name](3, output_channels, LOOKBACK, HORIZON)
+    inputs = torch.randn(5, LOOKBACK, 3)
+    forecast = network(inputs)
+    assert forecast.shape == (5, HORIZON, output_channels)
+    assert torch.isfinite(forecast).all()
+    parameters = list(network.parameters())
+    if name in TRAINABLE:
+        forecast.square().mean().backward()
+        assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in parameters), (
+            "a parameter got no gradient"
+        )
+    else:
+        assert not parameters
+
+
+def test_baselines_on_a_hand_checkable_series():
+    inputs = torch.tensor(
+        [[0.0, 10.0], [1.0, 11.0], [2.0, 12.0], [3.0, 13.0], [4.0, 14.0], [5.0, 15.0]]
+    ).unsqueeze(0)  # (1, 6, 2)
+    last = LastValueNaive(2, 1, lookback=6, horizon=4)(inputs)  # target = last channel
+    assert last[0, :, 0].tolist() == [15.0, 15.0, 15.0, 15.0]
+    seasonal = SeasonalNaive(2, 2, lookback=6, horizon=4, period=3)(inputs)
+    assert seasonal[0, :, 0].tolist() == [3.0, 4.0, 5.0, 3.0]  # the last season [3, 4, 5], repeated
+    assert seasonal[0, :, 1].tolist() == [13.0, 14.0, 15.0, 13.0]
+    with pytest.raises(Exception, match="period 7 must be between 1 and lookback 6"):
+        SeasonalNaive(2, 2, lookback=6, horizon=4, period=7)
+
+
+def test_dlinear_trend_is_a_replicate_padded_moving_average():
+    network = DLinear(1, 1, lookback=4, horizon=1, kernel_size=3)
+    with torch.no_grad():  # forecast = trend[-1] only: pick the last trend step, ignore the remainder
+        network.trend.weight.copy_(torch.tensor([[0.0, 0.0, 0.0, 1.0]]))
+        network.trend.bias.zero_()
+        network.seasonal.weight.zero_()
+        network.seasonal.bias.zero_()
+    inputs = torch.tensor([1.0, 2.0, 3.0, 9.0]).view(1, 4, 1)
+    assert network(inputs).item() == pytest.approx((3.0 + 9.0 + 9.0) / 3)
+
+
+@pytest.mark.parametrize("name", ["segrnn", "lstm_seq2seq", "direct_lstm", "dlinear"])
+def test_overfits_a_tiny_series(name):
+    torch.manual_seed(0)
+    steps = torch.arange(64, dtype=torch.float32)
+    series = torch.stack([torch.sin(steps / 3), torch.cos(steps / 5)], dim=1)  # (64, 2)
+    windows = series.unfold(0, LOOKBACK + HORIZON, 4).transpose(1, 2)  # (N, L+H, 2)
+    inputs, target = windows[:, :LOOKBACK], windows[:, LOOKBACK:]
+    network = NETWORKS[name](2, 2, LOOKBACK, HORIZON)
+    optimizer = torch.optim.Adam(network.parameters(), lr=1e-2)
+    first = None
+    for _ in range(150):
+        loss = torch.nn.functional.mse_loss(network(inputs), target)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        first = first if first is not None else loss.item()
+    assert loss.item() < 0.1 * first
+
+
+def test_segrnn_rejects_lengths_that_are_not_whole_segments():
+    with pytest.raises(Exception, match="multiples of segment_length"):
+        SegRNN(1, 1, lookback=100, horizon=48, segment_length=48)
+
+
+# ----- the CLI: generic CSV path, metrics, media, predict -----
+def cli_args(tmp_path, network: str = "DirectRNN", extra: tuple[str, ...] = ()) -> list[str]:
+    return [
+        "--data.dataset=csv",
+        f"--data.path={tmp_path / 'series.csv'}",
+        "--data.target=load",
+        "--data.setting=MS",
+        f"--data.lookback={LOOKBACK}",
+        f"--data.horizon={HORIZON}",
+        "--data.batch_size=16",
+        f"--model.network=projects.time_series.model.{network}",
+        *extra,
+    ]
+
+
+def test_fit_on_a_csv_logs_every_metric_and_media(tmp_path):
+    write_csv(tmp_path / "series.csv", rows=200)
+    main(
+        [
+            "fit",
+            *cli_args(
+                tmp_path,
+                extra=(
+                    "--model.network.hidden_size=8",
+                    "--trainer.max_epochs=2",
+                    "--trainer.limit_train_batches=2",
+                ),
+            ),
+        ]
+    )
+    run = next((tmp_path / "runs" / "time_series").glob("version_*"))
+    logged = pd.read_csv(run / "metrics.csv")
+    for key in ("val/mse", "val/mae", "val/mse_original", "val/mae_original", "val/mase", "train/loss_epoch"):
+        assert logged[key].notna().any(), key
+    media = {path.name.rsplit("_step", 1)[0] for path in (run / "media").glob("*.png")}
+    assert {"val_forecasts", "val_error_by_step"} <= media
+    assert (run / "checkpoints" / "best.ckpt").is_file()
+
+
+def test_baseline_fits_without_parameters_and_reports_mase(tmp_path):
+    write_csv(tmp_path / "series.csv", rows=200)
+    main(["fit", *cli_args(tmp_path, network="LastValueNaive", extra=("--trainer.max_epochs=1",))])
+    logged = pd.read_csv(next((tmp_path / "runs" / "time_series").glob("version_*")) / "metrics.csv")
+    # Last-value forecasts of `load` (= row index) miss by 1..H: MAE = mean(1..6) = 3.5 in original units.
+    assert logged["val/mae_original"].dropna().iloc[-1] == pytest.approx(3.5, abs=1e-3)
+    # The training rows' seasonal-naive (period 24) MAE is 24, so MASE = 3.5 / 24.
+    assert logged["val/mase"].dropna().iloc[-1] == pytest.approx(3.5 / 24, abs=1e-3)
+
+
+def test_predict_writes_future_timestamps(tmp_path):
+    write_csv(tmp_path / "series.csv", rows=200)
+    output = tmp_path / "forecast.csv"
+    main(["predict", *cli_args(tmp_path, network="LastValueNaive"), f"--prediction_writer.output={output}"])
+    with output.open() as file:
+        rows = list(csv.DictReader(file))
+    last = pd.Timestamp("2024-01-01") + pd.Timedelta(hours=199)
+    assert [row["timestamp"] for row in rows] == [
+        str(last + pd.Timedelta(hours=step)) for step in range(1, HORIZON + 1)
+    ]
+    assert [float(row["load"]) for row in rows] == pytest.approx([199.0] * HORIZON, abs=1e-3)
+
+
+def test_quickstart_config_runs(tmp_path):
+    from pathlib import Path
+
+    config = Path(__file__).resolve().parents[1] / "configs" / "time_series" / "quickstart.yaml"
+    main(["fit", f"--config={config}", "--trainer.fast_dev_run=true", "--model.network.hidden_size=8"])
+
+
+# ----- bad input: one line naming the problem and the fix -----
+def corrupt(frame: pd.DataFrame, problem: str) -> pd.DataFrame:
+    frame = frame.copy()
+    if problem == "non-monotonic":
+        frame.loc[[50, 51], "date"] = frame.loc[[51, 50], "date"].to_numpy()
+    elif problem == "non-numeric":
+        frame["load"] = frame["load"].astype(object)
+        frame.loc[7, "load"] = "n/a kW"
+    elif problem == "too-short":
+        frame = frame.head(LOOKBACK + HORIZON - 1)
+    elif problem == "missing-column":
+        frame = frame.drop(columns="load")
+    return frame
+
+
+@pytest.mark.parametrize(
+    ("problem", "message"),
+    [
+        ("non-monotonic", "not strictly increasing \\(row 51"),
+        ("non-numeric", "column 'load' in .* is not numeric \\('n/a kW' in row 7\\)"),
+        ("too-short", "has 17 rows, fewer than lookback \\+ horizon = 18"),
+        ("missing-column", "column 'load' not in .*columns: date, temperature"),
+    ],
+)
+def test_bad_input_gives_one_line_error(tmp_path, problem, message):
+    frame = write_csv(tmp_path / "good.csv", rows=200)
+    corrupt(frame, problem).to_csv(tmp_path / "series.csv", index=False)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", *cli_args(tmp_path, extra=("--trainer.fast_dev_run=true",))])
+    text = str(exit_info.value.code)
+    assert text.startswith("error: ") and "\n" not in text
+    assert re.search(message, text), text
+
+
+@pytest.mark.parametrize(
+    ("content", "message"), [(None, "not found; pass --data.path"), ("", "is not a readable CSV file")]
+)
+def test_missing_or_unreadable_file_gives_one_line_error(tmp_path, content, message):
+    if content is not None:
+        (tmp_path / "series.csv").write_text(content)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", *cli_args(tmp_path, extra=("--trainer.fast_dev_run=true",))])
+    text = str(exit_info.value.code)
+    assert text.startswith("error: ") and "\n" not in text and message in text, text
