@@ -16,6 +16,8 @@ nox.options.default_venv_backend = "none"
 # Each project's offline quickstart config.
 QUICKSTARTS = {
     "image_classifier": "configs/image_classifier/digits.yaml",
+    "time_series": "configs/time_series/quickstart.yaml",
+    "dcgan": "configs/dcgan/digits.yaml",
     "sentiment": "configs/sentiment/quickstart.yaml",
     "video_classifier": "configs/video_classifier/procedural.yaml",
 }
