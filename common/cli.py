@@ -108,6 +108,10 @@ class TemplateCLI(LightningCLI):
         if logger.class_path == WANDB_LOGGER and os.environ.get("WANDB_MODE") == "disabled":
             logger = Namespace(class_path=CSV_LOGGER, init_args=Namespace(save_dir=RUNS_ROOT))
         init_args = logger.get("init_args") or Namespace()
+        if logger.class_path == WANDB_LOGGER:
+            # W&B's background service resolves relative paths against its own working directory, which is
+            # the one of the first run in this process; an absolute path keeps later runs where they belong.
+            init_args.save_dir = os.path.abspath(init_args.get("save_dir") or RUNS_ROOT)
         name_key = "project" if logger.class_path == WANDB_LOGGER else "name"
         if init_args.get(name_key) in (None, "lightning_logs"):
             init_args[name_key] = self.project

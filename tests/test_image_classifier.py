@@ -11,10 +11,11 @@ from conftest import REPO
 from PIL import Image
 from wandb_records import config_and_summary
 
+from common.optim import learning_rate_factor
 from projects.image_classifier import data as image_data
 from projects.image_classifier.data import ImageDataModule, random_crop
 from projects.image_classifier.model import CompactConvNet, ResNet18
-from projects.image_classifier.module import ImageClassifier, learning_rate_factor
+from projects.image_classifier.module import ImageClassifier
 from projects.image_classifier.train import main
 
 DIGITS = str(REPO / "configs/image_classifier/digits.yaml")

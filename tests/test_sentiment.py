@@ -4,6 +4,7 @@ import csv
 import io
 import json
 import sys
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ import torch
 from conftest import REPO, require_data
 from tokenizers import Tokenizer
 
+from common.optim import learning_rate_factor
 from projects.sentiment.data import (
     BucketBatchSampler,
     SentimentDataModule,
@@ -27,7 +29,7 @@ from projects.sentiment.model import (
     TransformerClassifier,
     masked_max,
 )
-from projects.sentiment.module import SentimentClassifier, warmup_cosine
+from projects.sentiment.module import SentimentClassifier
 from projects.sentiment.train import main
 
 QUICK = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false", "--data.vocab_size=300",
@@ -109,8 +111,8 @@ def test_pad_batch_and_labels_by_hand():
     assert label_ids([0, "1", "positive", " negative "], ["negative", "positive"], "x") == [0, 1, 1, 0]
     hidden = torch.tensor([[[1.0], [5.0], [9.0]]])
     assert masked_max(hidden, torch.tensor([[True, True, False]])).item() == 5.0  # the padded 9 is ignored
-    assert warmup_cosine(0, total=10, warmup=2) == 0.5 and warmup_cosine(2, total=10, warmup=2) == 1.0
-    assert warmup_cosine(10, total=10, warmup=2) == pytest.approx(0.0)
+    cosine = partial(learning_rate_factor, total=10, warmup=2, decay="cosine")
+    assert cosine(0) == 0.5 and cosine(2) == 1.0 and cosine(10) == pytest.approx(0.0)
 
 
 def test_bag_of_ngrams_features_by_hand():

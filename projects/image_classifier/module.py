@@ -1,8 +1,6 @@
 """The image-classification LightningModule: loss, metrics, optimiser and schedule around any network."""
 
-import math
 from collections.abc import Callable
-from functools import partial
 from typing import Literal
 
 import torch
@@ -11,6 +9,7 @@ from lightning.pytorch import LightningModule
 from torch import nn
 
 from common.metrics import classification_metrics
+from common.optim import parameter_groups, warmup_schedule
 from projects.image_classifier.model import CompactConvNet
 
 
@@ -120,32 +119,12 @@ class ImageClassifier(LightningModule):
         ]
 
     def configure_optimizers(self):
-        decay, no_decay = [], []
-        for parameter in self.network.parameters():
-            if parameter.requires_grad:
-                (decay if parameter.ndim > 1 else no_decay).append(parameter)
-        groups = [
-            {"params": decay, "weight_decay": self.hparams.weight_decay},
-            {"params": no_decay, "weight_decay": 0},
-        ]
+        groups = parameter_groups(self.network, self.hparams.weight_decay)
         if self.hparams.optimizer == "sgd":
             optimizer = torch.optim.SGD(
                 groups, lr=self.hparams.lr, momentum=self.hparams.momentum, nesterov=True
             )
         else:
             optimizer = torch.optim.AdamW(groups, lr=self.hparams.lr)
-        if self.hparams.schedule == "constant":
-            return optimizer
         total = self.trainer.estimated_stepping_batches
-        warmup = max(1, int(total * self.hparams.warmup_fraction))
-        shape = partial(learning_rate_factor, total=total, warmup=warmup, decay=self.hparams.schedule)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, shape)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
-
-
-def learning_rate_factor(step: int, total: int, warmup: int, decay: str) -> float:
-    """Multiplier on the peak learning rate: linear warm-up, then a linear (`onecycle`) or cosine decay to 0."""
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    return 1 - progress if decay == "onecycle" else 0.5 * (1 + math.cos(math.pi * progress))
+        return warmup_schedule(optimizer, total, self.hparams.warmup_fraction, self.hparams.schedule)

@@ -1,9 +1,7 @@
 """The sentiment LightningModule: cross-entropy, accuracy/F1/AUROC, a misclassified-examples table, and
 predictions with per-class probabilities, around any network from `model.py`."""
 
-import math
 from collections.abc import Callable
-from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -13,6 +11,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassAUROC, Mul
 
 from common import media
 from common.metrics import StageMetrics
+from common.optim import parameter_groups, warmup_schedule
 from projects.sentiment.model import RecurrentClassifier
 
 
@@ -130,26 +129,8 @@ class SentimentClassifier(LightningModule):
         return rows
 
     def configure_optimizers(self):
-        decay, no_decay = [], []
-        for parameter in self.network.parameters():
-            if parameter.requires_grad:
-                (decay if parameter.ndim > 1 else no_decay).append(parameter)
-        groups = [
-            {"params": decay, "weight_decay": self.hparams.weight_decay},
-            {"params": no_decay, "weight_decay": 0},
-        ]
-        optimizer = torch.optim.AdamW(groups, lr=self.hparams.lr)
-        total = self.trainer.estimated_stepping_batches
-        warmup = max(1, int(total * self.hparams.warmup_fraction))
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, partial(warmup_cosine, total=total, warmup=warmup)
+        optimizer = torch.optim.AdamW(
+            parameter_groups(self.network, self.hparams.weight_decay), lr=self.hparams.lr
         )
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
-
-
-def warmup_cosine(step: int, total: int, warmup: int) -> float:
-    """Multiplier on the peak learning rate: linear warm-up, then cosine decay to 0."""
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    return 0.5 * (1 + math.cos(math.pi * progress))
+        total = self.trainer.estimated_stepping_batches
+        return warmup_schedule(optimizer, total, self.hparams.warmup_fraction, decay="cosine")

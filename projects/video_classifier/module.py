@@ -1,8 +1,6 @@
 """The video-classification LightningModule: clip loss, clip and video accuracy, example clips, predictions."""
 
-import math
 from collections.abc import Callable
-from functools import partial
 from typing import Any, Literal
 
 import torch
@@ -13,6 +11,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from common.media import log_video
 from common.metrics import StageMetrics
+from common.optim import parameter_groups, warmup_schedule
 from projects.video_classifier.data import MEAN, PROCEDURAL_CLASSES, STD
 from projects.video_classifier.model import SmallR2Plus1D
 
@@ -139,27 +138,8 @@ class VideoClassifier(LightningModule):
         log_video(self.trainer, "val/example_clips", frames, fps=4, caption=caption)
 
     def configure_optimizers(self) -> Any:
-        decay, no_decay = [], []
-        for parameter in self.network.parameters():
-            if parameter.requires_grad:
-                (decay if parameter.ndim > 1 else no_decay).append(parameter)
-        groups = [
-            {"params": decay, "weight_decay": self.hparams.weight_decay},
-            {"params": no_decay, "weight_decay": 0},
-        ]
-        optimizer = torch.optim.AdamW(groups, lr=self.hparams.lr)
-        if self.hparams.schedule == "constant":
-            return optimizer
+        optimizer = torch.optim.AdamW(
+            parameter_groups(self.network, self.hparams.weight_decay), lr=self.hparams.lr
+        )
         total = self.trainer.estimated_stepping_batches
-        warmup = max(1, int(total * self.hparams.warmup_fraction))
-        shape = partial(learning_rate_factor, total=total, warmup=warmup, decay=self.hparams.schedule)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, shape)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
-
-
-def learning_rate_factor(step: int, total: int, warmup: int, decay: str) -> float:
-    """Multiplier on the peak learning rate: linear warm-up, then a linear (`onecycle`) or cosine decay to 0."""
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    return 1 - progress if decay == "onecycle" else 0.5 * (1 + math.cos(math.pi * progress))
+        return warmup_schedule(optimizer, total, self.hparams.warmup_fraction, self.hparams.schedule)
