@@ -4,6 +4,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -16,6 +17,16 @@ def isolated_run(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_SILENT", "true")
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     return tmp_path
+
+
+@pytest.fixture
+def single_thread():
+    """One intra-op thread, for tests of tiny models: on a busy 2-core machine a second spinning thread
+    only adds synchronisation and can make them ten times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def data_root() -> Path | None:

@@ -32,6 +32,8 @@ from projects.sentiment.model import (
 from projects.sentiment.module import SentimentClassifier
 from projects.sentiment.train import main
 
+pytestmark = pytest.mark.usefixtures("single_thread")  # tiny models: see conftest
+
 QUICK = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false", "--data.vocab_size=300",
          "--data.synthetic_size=200", "--data.cache_dir=cache"]  # fmt: skip
 TINY = {
@@ -64,15 +66,6 @@ def write_tsv(path: Path, rows: list[tuple], header=("sentence", "label")) -> Pa
 
 def labelled(count: int) -> list[tuple[str, int]]:
     return [(REVIEWS[index % len(REVIEWS)], [1, 0, 1, 0, 1, 0][index % 6]) for index in range(count)]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine, two spinning threads per process slow tiny models 10x."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 # ---- tokenizer ----

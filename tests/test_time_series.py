@@ -22,6 +22,8 @@ from projects.time_series.model import (
 )
 from projects.time_series.train import main
 
+pytestmark = pytest.mark.usefixtures("single_thread")  # tiny models: see conftest
+
 LOOKBACK, HORIZON = 12, 6
 NETWORKS = {
     "last_value": LastValueNaive,
@@ -35,15 +37,6 @@ NETWORKS = {
     "segrnn_lstm_no_revin": partial(SegRNN, segment_length=3, hidden_size=16, revin=False, cell="lstm"),
 }
 TRAINABLE = [name for name in NETWORKS if name not in ("last_value", "seasonal")]
-
-
-@pytest.fixture(autouse=True)
-def single_thread():
-    """Tiny tensors: a second thread only adds synchronisation, which costs seconds on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def write_csv(path, rows: int = 200, start: str = "2024-01-01", frequency: str = "h") -> pd.DataFrame:
