@@ -40,7 +40,8 @@ def log_image_grid(
     grid = make_grid(images.detach().float().cpu(), nrow=nrow, normalize=True, scale_each=True, pad_value=1.0)
     logger = wandb_logger(trainer)
     if logger is not None:
-        logger.log_image(key, [grid], step=trainer.global_step, caption=[caption] if caption else None)
+        captions = {"caption": [caption]} if caption else {}
+        logger.log_image(key, [grid], step=trainer.global_step, **captions)
     else:
         save_image(grid, media_path(trainer, key, ".png"))
 

@@ -57,6 +57,24 @@ def test_media_falls_back_to_files_without_wandb(tmp_path):
     ]
 
 
+def test_media_goes_to_wandb_when_its_logger_is_active(tmp_path, monkeypatch):
+    from lightning.pytorch.loggers import WandbLogger
+    from wandb_records import config_and_summary
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    trainer = Trainer(logger=WandbLogger(save_dir=str(tmp_path), project="demo"), accelerator="cpu")
+    media.log_image_grid(trainer, "val/plain", torch.rand(4, 3, 8, 8))
+    media.log_image_grid(trainer, "val/captioned", torch.rand(4, 3, 8, 8), caption="a->b")
+    media.log_table(trainer, "val/errors", ["text", "label"], [["bad movie", "pos"]])
+    trainer.logger.experiment.finish()
+    [run_file] = tmp_path.glob("wandb/offline-run-*/run-*.wandb")
+    summary = config_and_summary(run_file)[1]  # nested values arrive flattened: `key/field`
+    assert summary["val/plain/_type"] == "images/separated"
+    assert summary["val/captioned/captions"] == ["a->b"]
+    assert summary["val/errors/_type"] == "table-file"
+    assert not (tmp_path / "demo").exists()  # nothing fell back to files
+
+
 def test_stage_metrics_keys_and_independence():
     metrics = classification_metrics(num_classes=3)
     metrics["train"].update(torch.tensor([[9.0, 0, 0], [9.0, 0, 0]]), torch.tensor([0, 0]))
