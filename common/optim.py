@@ -8,15 +8,28 @@ import torch
 from torch import nn
 
 Schedule = Literal["onecycle", "cosine", "constant"]
+NORMALIZATION = (nn.modules.batchnorm._BatchNorm, nn.LayerNorm, nn.GroupNorm)
 
 
-def parameter_groups(network: nn.Module, weight_decay: float) -> list[dict]:
-    """Trainable parameters split so that weight decay skips biases and normalisation weights (ndim <= 1)."""
-    decay, no_decay = [], []
+def parameter_groups(network: nn.Module, weight_decay: float, norm_lr: float | None = None) -> list[dict]:
+    """Trainable parameters split so that weight decay skips biases and normalisation weights (ndim <= 1).
+
+    With `norm_lr`, the normalisation layers' parameters form a third group with that learning rate (airbench
+    trains BatchNorm shifts 64x faster than the convolutions).
+    """
+    norm = {id(p) for m in network.modules() if isinstance(m, NORMALIZATION) for p in m.parameters()}
+    decay, no_decay, norms = [], [], []
     for parameter in network.parameters():
-        if parameter.requires_grad:
+        if not parameter.requires_grad:
+            continue
+        if norm_lr is not None and id(parameter) in norm:
+            norms.append(parameter)
+        else:
             (decay if parameter.ndim > 1 else no_decay).append(parameter)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if norm_lr is not None:
+        groups.append({"params": norms, "weight_decay": 0.0, "lr": norm_lr})
+    return groups
 
 
 def learning_rate_factor(step: int, total: int, warmup: int, decay: Schedule) -> float:

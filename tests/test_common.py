@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from lightning.pytorch import Trainer
+from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.loggers import CSVLogger
 
 from common import media
-from common.callbacks import ConfusionMatrixLogger, PredictionWriter, batch_size_of
+from common.callbacks import ConfusionMatrixLogger, Lookahead, PredictionWriter, batch_size_of
 from common.metrics import StageMetrics, classification_metrics
 from common.runs import configure_wandb_mode, run_directory
 
@@ -117,3 +117,29 @@ def test_prediction_writer_formats(suffix, tmp_path):
             rows[0][0],
             rows[1][0],
         ]
+
+
+def test_lookahead_by_hand():
+    class Descend(LightningModule):  # loss = w, so plain SGD with lr 1 moves w by -1 per step
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(()))
+
+        def training_step(self, batch, batch_idx):
+            return self.w * 1.0
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=1.0)
+
+        def train_dataloader(self):
+            return torch.utils.data.DataLoader(torch.zeros(4, 1), batch_size=1)
+
+    module = Descend()
+    lookahead = Lookahead(interval=2, final_decay=0.5)
+    trainer = Trainer(max_epochs=1, callbacks=[lookahead], logger=False, enable_checkpointing=False,
+                      enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
+    trainer.fit(module)
+    # Step 2: decay 0.5 * (2/4)**3 = 1/16, slow = 0 + 15/16 * (-2) = -1.875 and w is reset to it; step 3: w = -2.875;
+    # step 4 (the last): w becomes the slow copy, -1.875 (plain SGD would end at -4).
+    assert module.w.item() == pytest.approx(-1.875)
+    assert lookahead.slow["w"].item() == pytest.approx(-1.875)
