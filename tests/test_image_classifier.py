@@ -118,6 +118,41 @@ def test_learning_rate_schedules_by_hand():
     assert learning_rate_factor(6, total=10, warmup=2, decay="cosine") == pytest.approx(0.5)
 
 
+def test_airbench_options_identity_init_frozen_norm_scale_and_bias_learning_rate():
+    network = CompactConvNet(3, 10, identity_init=True, learn_norm_scale=False)
+    first = network.blocks[0][0].weight  # (32-ish, 24, 3, 3): its first 24 filters copy the whitened channels
+    image = torch.randn(1, 24, 5, 5)
+    assert torch.equal(torch.nn.functional.conv2d(image, first[:24], padding=1), image)
+    module = ImageClassifier(
+        network=lambda c, k: CompactConvNet(c, k, identity_init=True, learn_norm_scale=False),
+        lr=0.5,
+        norm_bias_lr_scale=64,
+    )
+    module.trainer = type("Stub", (), {"estimated_stepping_batches": 10})()
+    optimizer = module.configure_optimizers()["optimizer"]
+    norm_group = optimizer.param_groups[-1]
+    norm_biases = [m.bias for m in module.network.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert {id(p) for p in norm_group["params"]} == {id(p) for p in norm_biases}
+    assert norm_group["initial_lr"] == 32.0 and norm_group["weight_decay"] == 0.0
+    trained = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    assert not any(
+        id(m.weight) in trained for m in module.network.modules() if isinstance(m, torch.nn.BatchNorm2d)
+    )
+
+
+def test_translate_tta_weights_the_image_and_its_two_diagonal_shifts():
+    class CentrePixel(torch.nn.Module):  # logits = the pixel at (1, 1) of each channel
+        def forward(self, x):
+            return x[:, :, 1, 1]
+
+    module = ImageClassifier(network=lambda c, k: CentrePixel(), tta_translate=True).eval()
+    module.mean.zero_(), module.std.fill_(1.0)
+    images = torch.rand(2, 3, 4, 4)
+    # Reflect padding by 1: the up-left shift puts pixel (0, 0) at (1, 1), the down-right shift pixel (2, 2).
+    expected = 0.5 * images[:, :, 1, 1] + 0.25 * images[:, :, 0, 0] + 0.25 * images[:, :, 2, 2]
+    assert torch.allclose(module(images), expected)
+
+
 def test_image_folder_png_and_jpeg_train_and_cache(tmp_path, monkeypatch):
     root = write_image_folder(tmp_path / "pets")
     args = ["fit", "--data.dataset=folder", f"--data.data_dir={root}", "--data.batch_size=4", "--data.flip=false",

@@ -55,12 +55,16 @@ class ResNet18(nn.Module):
         return self.head(self.features(x))
 
 
-def conv_bn_gelu(in_channels: int, out_channels: int) -> list[nn.Module]:
-    return [
-        nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
-        nn.BatchNorm2d(out_channels),
-        nn.GELU(),
-    ]
+def conv_bn_gelu(
+    in_channels: int, out_channels: int, momentum: float, identity_init: bool, learn_norm_scale: bool
+) -> list[nn.Module]:
+    conv = nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False)
+    if identity_init:  # the first in_channels filters pass their input through (airbench's dirac init)
+        with torch.no_grad():
+            nn.init.dirac_(conv.weight[: min(in_channels, out_channels)])
+    norm = nn.BatchNorm2d(out_channels, momentum=momentum)
+    norm.weight.requires_grad_(learn_norm_scale)
+    return [conv, norm, nn.GELU()]
 
 
 class CompactConvNet(nn.Module):
@@ -75,6 +79,11 @@ class CompactConvNet(nn.Module):
         num_classes: output classes.
         widths: output channels of the three blocks.
         logit_scale: multiplier on the head's output.
+        batchnorm_momentum: weight of each batch in the BatchNorm running statistics (PyTorch's convention;
+            airbench's 0.6 is 0.4 here: short runs must track fast-moving weights).
+        identity_init: start each convolution as the identity where its shape allows (airbench).
+        learn_norm_scale: train BatchNorm scales; airbench fixes them at 1 and trains only the shifts, with
+            a large learning rate (`ImageClassifier.norm_bias_lr_scale`).
     """
 
     def __init__(
@@ -83,6 +92,9 @@ class CompactConvNet(nn.Module):
         num_classes: int,
         widths: tuple[int, int, int] = (64, 256, 256),
         logit_scale: float = 1 / 9,
+        batchnorm_momentum: float = 0.1,
+        identity_init: bool = False,
+        learn_norm_scale: bool = True,
     ) -> None:
         super().__init__()
         whiten_channels = 2 * in_channels * 2 * 2  # every whitened 2x2 patch direction, with both signs
@@ -91,12 +103,11 @@ class CompactConvNet(nn.Module):
         blocks, channels = [], whiten_channels
         for width in widths:
             # ceil_mode keeps odd sizes (31 after whitening a 32-pixel image, 7 for 8-pixel digits) from vanishing.
-            first = conv_bn_gelu(channels, width)
-            blocks.append(
-                nn.Sequential(
-                    first[0], nn.MaxPool2d(2, ceil_mode=True), *first[1:], *conv_bn_gelu(width, width)
-                )
+            first, second = (
+                conv_bn_gelu(n, width, batchnorm_momentum, identity_init, learn_norm_scale)
+                for n in (channels, width)
             )
+            blocks.append(nn.Sequential(first[0], nn.MaxPool2d(2, ceil_mode=True), *first[1:], *second))
             channels = width
         self.blocks = nn.Sequential(*blocks)
         self.head = nn.Linear(channels, num_classes, bias=False)

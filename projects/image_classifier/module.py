@@ -27,7 +27,10 @@ class ImageClassifier(LightningModule):
         label_smoothing: cross-entropy label smoothing.
         schedule: `onecycle` (linear warm-up then linear decay), `cosine` or `constant`.
         warmup_fraction: share of the steps spent warming up (`onecycle` and `cosine`).
+        norm_bias_lr_scale: learning-rate multiplier for normalisation-layer parameters (airbench: 64).
         tta_flip: average the logits of each image and its mirror image when evaluating.
+        tta_translate: when evaluating, give half the weight to the image and half to its two diagonal
+            1-pixel shifts (airbench's translation test-time augmentation; mirrored too with `tta_flip`).
         channels_last: run convolutions in channels-last memory format (faster on GPUs with tensor cores).
         compile: compile the network with `torch.compile`.
     """
@@ -44,7 +47,9 @@ class ImageClassifier(LightningModule):
         label_smoothing: float = 0.0,
         schedule: Literal["onecycle", "cosine", "constant"] = "onecycle",
         warmup_fraction: float = 0.2,
+        norm_bias_lr_scale: float = 1.0,
         tta_flip: bool = False,
+        tta_translate: bool = False,
         channels_last: bool = False,
         compile: bool = False,
     ) -> None:
@@ -80,8 +85,19 @@ class ImageClassifier(LightningModule):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Logits `(B, num_classes)` for images in [0, 1]."""
         images = self.normalize(images)
+        if self.training:
+            return self.network(images)
+        logits = self._mirror_average(images)
+        if self.hparams.tta_translate:
+            padded = F.pad(images, (1, 1, 1, 1), mode="reflect")
+            height, width = images.shape[-2:]
+            shifted = (padded[..., :height, :width], padded[..., 2:, 2:])  # up-left and down-right
+            logits = (logits + sum(map(self._mirror_average, shifted)) / 2) / 2
+        return logits
+
+    def _mirror_average(self, images: torch.Tensor) -> torch.Tensor:
         logits = self.network(images)
-        if self.hparams.tta_flip and not self.training:
+        if self.hparams.tta_flip:
             logits = (logits + self.network(images.flip(-1))) / 2
         return logits
 
@@ -119,7 +135,9 @@ class ImageClassifier(LightningModule):
         ]
 
     def configure_optimizers(self):
-        groups = parameter_groups(self.network, self.hparams.weight_decay)
+        scale = self.hparams.norm_bias_lr_scale
+        norm_lr = self.hparams.lr * scale if scale != 1 else None
+        groups = parameter_groups(self.network, self.hparams.weight_decay, norm_lr)
         if self.hparams.optimizer == "sgd":
             optimizer = torch.optim.SGD(
                 groups, lr=self.hparams.lr, momentum=self.hparams.momentum, nesterov=True
