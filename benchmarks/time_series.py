@@ -16,6 +16,7 @@ import subprocess
 import tempfile
 import time
 from functools import partial
+from pathlib import Path
 
 import torch
 from lightning.pytorch import Trainer, seed_everything
@@ -88,6 +89,7 @@ def run(name: str, horizon: int, seed: int, args: argparse.Namespace) -> dict:
             enable_model_summary=False,
             default_root_dir=folder,
             num_sanity_val_steps=0,
+            val_check_interval=args.val_every,
         )
         start = time.perf_counter()
         if trains:
@@ -95,11 +97,11 @@ def run(name: str, horizon: int, seed: int, args: argparse.Namespace) -> dict:
         seconds = time.perf_counter() - start
         results = trainer.test(model, data, ckpt_path="best" if trains else None, verbose=False)[0]
         epochs = trainer.current_epoch if trains else 0
-        best_epoch = (
-            int(os.path.basename(checkpoint.best_model_path).split("-")[0].split("=")[1]) if trains else 0
-        )
+        # Epochs of training behind the best checkpoint ("epoch=E-step=S.ckpt"); fractional with --val-every < 1.
+        best_step = int(Path(checkpoint.best_model_path).stem.split("step=")[1]) if trains else 0
+        best_epoch = best_step / max(1, trainer.num_training_batches)
     print(
-        f"{name} H={horizon} seed={seed}: test mse {results['test/mse']:.4f} mae {results['test/mae']:.4f} ({seconds:.0f} s, {epochs} epochs, best epoch {best_epoch})",
+        f"{name} H={horizon} seed={seed}: test mse {results['test/mse']:.4f} mae {results['test/mae']:.4f} ({seconds:.0f} s, {epochs} epochs, best after {best_epoch:.2f} epochs)",
         flush=True,
     )
     return {
@@ -129,7 +131,15 @@ def main() -> None:
         "--minutes", type=float, default=9.5, help="training budget per run, validation included"
     )
     parser.add_argument("--max-epochs", type=int, default=30)
-    parser.add_argument("--patience", type=int, default=3)
+    parser.add_argument(
+        "--patience", type=int, default=3, help="validations without improvement before stopping"
+    )
+    parser.add_argument(
+        "--val-every",
+        type=float,
+        default=1.0,
+        help="validate (and maybe checkpoint) every this share of an epoch",
+    )
     args = parser.parse_args()
     torch.set_float32_matmul_precision("high")
 
@@ -139,8 +149,8 @@ def main() -> None:
             seeds = args.seeds if MODELS[name][2] else args.seeds[:1]  # the baselines are deterministic
             runs = [run(name, horizon, seed, args) for seed in seeds]
             mse, mae = [r["mse"] for r in runs], [r["mae"] for r in runs]
-            epochs = ", ".join(f"{r['epochs']}/{r['best']}" for r in runs)
-            time_text = f"{max(r['seconds'] for r in runs) / 60:.1f} min (max); epochs run / best epoch, 0-based: {epochs}"
+            epochs = ", ".join(f"{r['epochs']}/{r['best']:.2f}" for r in runs)
+            time_text = f"{max(r['seconds'] for r in runs) / 60:.1f} min (max); epochs run / epochs behind the best: {epochs}"
             rows.append(
                 (
                     horizon,
