@@ -13,15 +13,8 @@ from conftest import REPO, require_data
 from tokenizers import Tokenizer
 
 from common.optim import learning_rate_factor
-from projects.sentiment.data import (
-    BucketBatchSampler,
-    SentimentDataModule,
-    label_ids,
-    load_tokenizer,
-    pad_batch,
-    train_tokenizer,
-    write_synthetic_corpus,
-)
+from projects.sentiment.batching import BucketBatchSampler, pad_batch
+from projects.sentiment.data import SentimentDataModule, label_ids
 from projects.sentiment.model import (
     BagOfNgramsClassifier,
     ConvolutionalClassifier,
@@ -30,6 +23,8 @@ from projects.sentiment.model import (
     masked_max,
 )
 from projects.sentiment.module import SentimentClassifier
+from projects.sentiment.synthetic import write_synthetic_corpus
+from projects.sentiment.tokenizer import load_tokenizer, train_tokenizer
 from projects.sentiment.train import main
 
 pytestmark = pytest.mark.usefixtures("single_thread")  # tiny models: see conftest

@@ -8,7 +8,6 @@ corpus the datamodule writes itself (the offline fallback for the quickstart and
 import hashlib
 import json
 import os
-import random
 import sys
 from pathlib import Path
 from typing import Any, Literal
@@ -16,56 +15,17 @@ from typing import Any, Literal
 import torch
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
-from torch.utils.data import BatchSampler, DataLoader, RandomSampler, Sampler, SequentialSampler
+from tokenizers import Tokenizer
+from torch.utils.data import DataLoader, RandomSampler, SequentialSampler
 
 from common.errors import UserInputError
 from common.runs import run_directory
-from projects.sentiment.model import PAD_ID
+from projects.sentiment.batching import BucketBatchSampler, pad_batch
+from projects.sentiment.synthetic import write_synthetic_corpus
+from projects.sentiment.tokenizer import load_tokenizer, train_tokenizer
 
-SPECIAL_TOKENS = ["[PAD]", "[UNK]"]  # [PAD] first: padding is id 0 (model.PAD_ID)
 FILE_BUILDERS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
 SPLITS = ("train", "val", "test")
-
-
-# ---- tokenizer ----
-
-
-def train_tokenizer(
-    texts: list[str], kind: Literal["wordpiece", "bpe", "unigram"], vocab_size: int, lowercase: bool
-) -> Tokenizer:
-    """A tokenizer trained on `texts`: NFKC (+ lowercase), split on whitespace and punctuation, then subwords."""
-    if kind == "wordpiece":
-        tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-        trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS)
-        tokenizer.decoder = decoders.WordPiece()
-    elif kind == "bpe":
-        tokenizer = Tokenizer(models.BPE(unk_token="[UNK]"))
-        trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS)
-    else:
-        tokenizer = Tokenizer(models.Unigram())
-        trainer = trainers.UnigramTrainer(
-            vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, unk_token="[UNK]"
-        )
-    steps = [normalizers.NFKC()] + ([normalizers.Lowercase()] if lowercase else [])
-    tokenizer.normalizer = normalizers.Sequence(steps)
-    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
-    tokenizer.train_from_iterator(texts, trainer, length=len(texts))
-    return tokenizer
-
-
-def load_tokenizer(path: str) -> Tokenizer:
-    try:
-        tokenizer = Tokenizer.from_file(str(path))
-    except Exception as error:  # tokenizers raises a bare Exception for missing and malformed files alike
-        raise UserInputError(
-            f"cannot load tokenizer {path} ({error}); pass a tokenizer.json saved by a run"
-        ) from None
-    if tokenizer.token_to_id("[PAD]") != PAD_ID:
-        raise UserInputError(
-            f"tokenizer {path} has no [PAD] token at id 0; use a tokenizer.json saved by a run"
-        )
-    return tokenizer
 
 
 def fingerprint(*parts: Any) -> str:
@@ -134,127 +94,6 @@ def read_lines(path: str) -> tuple[list[str], list[int], int]:
         else:
             empty += 1
     return texts, numbers, empty
-
-
-# ---- synthetic corpus ----
-
-POSITIVE = [
-    "good",
-    "great",
-    "wonderful",
-    "charming",
-    "moving",
-    "funny",
-    "brilliant",
-    "delightful",
-    "smart",
-    "touching",
-]
-NEGATIVE = [
-    "bad",
-    "awful",
-    "boring",
-    "dull",
-    "tedious",
-    "clumsy",
-    "lifeless",
-    "predictable",
-    "silly",
-    "painful",
-]
-SUBJECTS = [
-    "the film",
-    "this movie",
-    "the plot",
-    "the acting",
-    "the script",
-    "the ending",
-    "the cast",
-    "the story",
-]
-VERBS = ["is", "was", "feels", "seems", "remains"]
-INTENSIFIERS = ["", "very ", "really ", "rather ", "truly "]
-
-
-def synthetic_review(rng: random.Random, label_noise: float = 0.05) -> tuple[str, int]:
-    """One templated review and its label; `not` flips the polarity, so word counts alone do not solve it,
-    and `label_noise` of the labels are flipped, so no model is perfect and there is always something to inspect."""
-    label = rng.randrange(2)
-    negated = rng.random() < 0.3
-    word = rng.choice(POSITIVE if label != negated else NEGATIVE)
-    text = f"{rng.choice(SUBJECTS)} {rng.choice(VERBS)} {'not ' if negated else ''}{rng.choice(INTENSIFIERS)}{word}"
-    if rng.random() < 0.5:
-        text += (
-            f" , and {rng.choice(SUBJECTS)} {rng.choice(VERBS)} {rng.choice(POSITIVE if label else NEGATIVE)}"
-        )
-    return text + " .", label if rng.random() >= label_noise else 1 - label
-
-
-def write_synthetic_corpus(folder: Path, size: int, seed: int = 0) -> dict[str, Path]:
-    """Write `train.tsv` (`size` rows), `val.tsv` and `test.tsv` (`size // 5` each) of synthetic reviews."""
-    rng = random.Random(seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    files = {}
-    for split, rows in (("train", size), ("val", max(size // 5, 1)), ("test", max(size // 5, 1))):
-        path = folder / f"{split}.tsv"
-        lines = ["sentence\tlabel"] + [
-            f"{text}\t{label}" for text, label in (synthetic_review(rng) for _ in range(rows))
-        ]
-        path.write_text("\n".join(lines) + "\n")
-        files[split] = path
-    return files
-
-
-# ---- batching ----
-
-
-class BucketBatchSampler(BatchSampler):
-    """Batches of similar length: indices from `sampler` are cut into pools of `pool_batches` batches, each pool
-    is sorted by length and cut into batches, and (when `shuffle`) the batch order is shuffled.
-
-    Subclassing `BatchSampler` with a `sampler` argument lets Lightning swap in a `DistributedSampler` under DDP.
-    `pool_batches=0` turns bucketing off (plain batches, for comparison).
-    """
-
-    def __init__(
-        self, sampler: Sampler[int], batch_size: int, drop_last: bool, lengths: list[int], pool_batches: int = 50,
-        shuffle: bool = False, seed: int = 0,
-    ) -> None:  # fmt: skip
-        super().__init__(sampler, batch_size, drop_last)
-        self.lengths, self.pool_batches, self.shuffle, self.seed = lengths, pool_batches, shuffle, seed
-        self.iteration = 0
-
-    def __iter__(self):
-        if self.pool_batches <= 0:
-            yield from super().__iter__()
-            return
-        indices, pool_size = list(self.sampler), self.batch_size * self.pool_batches
-        batches = []
-        for start in range(0, len(indices), pool_size):
-            pool = sorted(indices[start : start + pool_size], key=self.lengths.__getitem__)
-            batches += [pool[i : i + self.batch_size] for i in range(0, len(pool), self.batch_size)]
-        if self.drop_last:
-            batches = [batch for batch in batches if len(batch) == self.batch_size]
-        if self.shuffle:
-            random.Random(self.seed + self.iteration).shuffle(batches)
-            self.iteration += 1
-        yield from batches
-
-
-def pad_batch(rows: list[dict]) -> dict[str, Any]:
-    """Pad token ids to the longest row of this batch: `input_ids` and `attention_mask` `(B, T)`, `labels` `(B,)`."""
-    longest = max(1, max(len(row["input_ids"]) for row in rows))
-    input_ids = torch.full((len(rows), longest), PAD_ID, dtype=torch.long)
-    attention_mask = torch.zeros((len(rows), longest), dtype=torch.bool)
-    for index, row in enumerate(rows):
-        input_ids[index, : len(row["input_ids"])] = torch.tensor(row["input_ids"], dtype=torch.long)
-        attention_mask[index, : len(row["input_ids"])] = True
-    batch = {"input_ids": input_ids, "attention_mask": attention_mask, "texts": [row["text"] for row in rows]}
-    if "label" in rows[0]:
-        batch["labels"] = torch.tensor([row["label"] for row in rows], dtype=torch.long)
-    if "line" in rows[0]:
-        batch["lines"] = [row["line"] for row in rows]
-    return batch
 
 
 class SentimentDataModule(LightningDataModule):
