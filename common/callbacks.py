@@ -102,6 +102,7 @@ class Lookahead(Callback):
         self.interval = interval
         self.final_decay = final_decay
         self.slow: dict[str, torch.Tensor] = {}
+        self.last_step = 0
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if not self.slow:
@@ -111,6 +112,9 @@ class Lookahead(Callback):
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args: Any) -> None:
         step, total = trainer.global_step, trainer.estimated_stepping_batches
+        if step == self.last_step:  # gradient accumulation: several batches, one optimizer step
+            return
+        self.last_step = step
         if step >= total:
             self._update(pl_module, decay=1.0)
         elif step % self.interval == 0:
