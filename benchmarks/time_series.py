@@ -57,7 +57,7 @@ MODELS = {
     "DLinear (ours)": (DLinear, {"learning_rate": 5e-3, "loss": "mse"}, True),
     "SegRNN (ours)": (
         partial(SegRNN, segment_length=48, hidden_size=512, dropout=0.5),
-        {"learning_rate": 1e-3, "loss": "mae", "lr_decay": 0.8},
+        {"loss": "mae"},  # learning rate and its decay: --segrnn-lr, --segrnn-lr-decay
         True,
     ),
 }
@@ -66,6 +66,8 @@ MODELS = {
 def run(name: str, horizon: int, seed: int, args: argparse.Namespace) -> dict:
     seed_everything(seed, workers=True)
     network, overrides, trains = MODELS[name]
+    if name == "SegRNN (ours)":
+        overrides = {**overrides, "learning_rate": args.segrnn_lr, "lr_decay": args.segrnn_lr_decay}
     data = ForecastDataModule(
         "ETTh1",
         path=args.data,
@@ -100,8 +102,9 @@ def run(name: str, horizon: int, seed: int, args: argparse.Namespace) -> dict:
         # Epochs of training behind the best checkpoint ("epoch=E-step=S.ckpt"); fractional with --val-every < 1.
         best_step = int(Path(checkpoint.best_model_path).stem.split("step=")[1]) if trains else 0
         best_epoch = best_step / max(1, trainer.num_training_batches)
+        best_val = float(checkpoint.best_model_score) if trains else float("nan")
     print(
-        f"{name} H={horizon} seed={seed}: test mse {results['test/mse']:.4f} mae {results['test/mae']:.4f} ({seconds:.0f} s, {epochs} epochs, best after {best_epoch:.2f} epochs)",
+        f"{name} H={horizon} seed={seed}: test mse {results['test/mse']:.4f} mae {results['test/mae']:.4f} ({seconds:.0f} s, {epochs} epochs, best after {best_epoch:.2f} epochs, val mse {best_val:.4f})",
         flush=True,
     )
     return {
@@ -131,6 +134,10 @@ def main() -> None:
         "--minutes", type=float, default=9.5, help="training budget per run, validation included"
     )
     parser.add_argument("--max-epochs", type=int, default=30)
+    parser.add_argument("--segrnn-lr", type=float, default=1e-3, help="SegRNN's Adam learning rate")
+    parser.add_argument(
+        "--segrnn-lr-decay", type=float, default=0.8, help="SegRNN's learning-rate factor per epoch"
+    )
     parser.add_argument(
         "--patience", type=int, default=3, help="validations without improvement before stopping"
     )
