@@ -126,7 +126,7 @@ def test_airbench_options_identity_init_frozen_norm_scale_and_bias_learning_rate
     module = ImageClassifier(
         network=lambda c, k: CompactConvNet(c, k, identity_init=True, learn_norm_scale=False),
         lr=0.5,
-        norm_bias_lr_scale=64,
+        norm_lr_scale=64,
     )
     module.trainer = type("Stub", (), {"estimated_stepping_batches": 10})()
     optimizer = module.configure_optimizers()["optimizer"]

@@ -83,7 +83,7 @@ class CompactConvNet(nn.Module):
             airbench's 0.6 is 0.4 here: short runs must track fast-moving weights).
         identity_init: start each convolution as the identity where its shape allows (airbench).
         learn_norm_scale: train BatchNorm scales; airbench fixes them at 1 and trains only the shifts, with
-            a large learning rate (`ImageClassifier.norm_bias_lr_scale`).
+            a large learning rate (`ImageClassifier.norm_lr_scale`).
     """
 
     def __init__(

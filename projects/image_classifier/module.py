@@ -27,7 +27,7 @@ class ImageClassifier(LightningModule):
         label_smoothing: cross-entropy label smoothing.
         schedule: `onecycle` (linear warm-up then linear decay), `cosine` or `constant`.
         warmup_fraction: share of the steps spent warming up (`onecycle` and `cosine`).
-        norm_bias_lr_scale: learning-rate multiplier for normalisation-layer parameters (airbench: 64).
+        norm_lr_scale: learning-rate multiplier for normalisation-layer parameters (airbench: 64).
         tta_flip: average the logits of each image and its mirror image when evaluating.
         tta_translate: when evaluating, give half the weight to the image and half to its two diagonal
             1-pixel shifts (airbench's translation test-time augmentation; mirrored too with `tta_flip`).
@@ -47,7 +47,7 @@ class ImageClassifier(LightningModule):
         label_smoothing: float = 0.0,
         schedule: Literal["onecycle", "cosine", "constant"] = "onecycle",
         warmup_fraction: float = 0.2,
-        norm_bias_lr_scale: float = 1.0,
+        norm_lr_scale: float = 1.0,
         tta_flip: bool = False,
         tta_translate: bool = False,
         channels_last: bool = False,
@@ -135,7 +135,7 @@ class ImageClassifier(LightningModule):
         ]
 
     def configure_optimizers(self):
-        scale = self.hparams.norm_bias_lr_scale
+        scale = self.hparams.norm_lr_scale
         norm_lr = self.hparams.lr * scale if scale != 1 else None
         groups = parameter_groups(self.network, self.hparams.weight_decay, norm_lr)
         if self.hparams.optimizer == "sgd":
