@@ -96,6 +96,16 @@ def test_whitening_layer_whitens_patches():
     assert torch.allclose(covariance, torch.eye(12), atol=0.05)
 
 
+@pytest.mark.parametrize(("ceil_mode", "sizes"), [(True, [16, 8, 4]), (False, [15, 7, 3])])
+def test_pooling_rounds_odd_sizes_as_configured(ceil_mode, sizes):
+    # A 32-pixel image is 31 pixels after the 2x2 whitening; each block halves it, rounding up or down.
+    network = CompactConvNet(3, 10, widths=(8, 8, 8), pool_ceil_mode=ceil_mode)
+    features = network.whiten(torch.randn(2, 3, 32, 32))
+    for block, size in zip(network.blocks, sizes, strict=True):
+        features = block(features)
+        assert features.shape[-2:] == (size, size)
+
+
 def test_random_crop_is_a_shifted_window_of_the_padded_image():
     images = torch.arange(2 * 1 * 5 * 5, dtype=torch.float).view(2, 1, 5, 5)
     assert torch.equal(random_crop(images, 0), images)
