@@ -160,6 +160,24 @@ def test_classifier_metrics_are_zero_for_identical_sets_and_grow_with_a_shift():
     assert metric.compute()["classifier_fd"] == pytest.approx(4 * 0.3**2, abs=1e-3)
 
 
+def test_classifier_metrics_ignore_the_training_precision():
+    # A bf16-mixed validation step runs the metric inside autocast; its features must stay float32.
+    torch.manual_seed(0)
+    classifier = PixelClassifier()
+    projection = nn.Linear(4, 4)
+    classifier.embed = lambda images: projection(images.flatten(1))
+    reference, generated = torch.rand(300, 1, 2, 2), torch.rand(300, 1, 2, 2) * 0.9
+    results = []
+    for autocast in (False, True):
+        metric = ClassifierSampleQuality(classifier, (1, 2, 2))
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            for kind, images in (("reference", reference), ("heldout", reference), ("generated", generated)):
+                metric.update(images, kind)
+        results.append(metric.compute()["classifier_fd"])
+    assert results[0] > 1e-3
+    assert results[1] == pytest.approx(results[0], rel=1e-6)
+
+
 def test_class_coverage_counts_confident_samples_per_class():
     metric = ClassifierSampleQuality(PixelClassifier(), (1, 2, 2))
     metric.update(torch.rand(10, 1, 2, 2), "reference")

@@ -69,17 +69,19 @@ class ClassifierSampleQuality:
 
     @torch.no_grad()
     def embed(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Features `(N, D)` and class probabilities `(N, K)` of images in [0, 1] `(N, C, S, S)`."""
-        if self.input_channels == 3 and images.shape[1] == 1:
-            images = images.expand(-1, 3, -1, -1)
-        elif self.input_channels == 1 and images.shape[1] == 3:
-            images = images.mean(dim=1, keepdim=True)
-        if self.input_size is not None and images.shape[-1] != self.input_size:
-            images = F.interpolate(
-                images, size=(self.input_size, self.input_size), mode="bilinear", antialias=True
-            )
-        features = self.classifier.embed(images).float()
-        return features, self.classifier(images).float().softmax(dim=-1)
+        """Features `(N, D)` and class probabilities `(N, K)` of images in [0, 1] `(N, C, S, S)`, in float32
+        even inside a mixed-precision step, so that the metric does not depend on the training precision."""
+        with torch.autocast(images.device.type, enabled=False):
+            images = images.float()
+            if self.input_channels == 3 and images.shape[1] == 1:
+                images = images.expand(-1, 3, -1, -1)
+            elif self.input_channels == 1 and images.shape[1] == 3:
+                images = images.mean(dim=1, keepdim=True)
+            if self.input_size is not None and images.shape[-1] != self.input_size:
+                images = F.interpolate(
+                    images, size=(self.input_size, self.input_size), mode="bilinear", antialias=True
+                )
+            return self.classifier.embed(images).float(), self.classifier(images).float().softmax(dim=-1)
 
     def update(self, images: torch.Tensor, kind: str) -> None:
         """Add images in [0, 1] of one `kind`: `generated`, `heldout` or `reference`."""
@@ -178,8 +180,9 @@ class InceptionSampleQuality:
         if kind == "heldout" or (kind == "reference" and self.has_reference):
             return
         # The FID network takes uint8 RGB images of any size and resizes them to 299 itself.
-        images = (images.expand(-1, 3, -1, -1) * 255).round().to(torch.uint8)
-        features = self.inception(images).double()  # (N, feature_size)
+        images = (images.float().expand(-1, 3, -1, -1) * 255).round().to(torch.uint8)
+        with torch.autocast(images.device.type, enabled=False):  # float32 whatever the training precision
+            features = self.inception(images).double()  # (N, feature_size)
         self.fid.update(features, real=kind == "reference")
         self.kid.update(features, real=kind == "reference")
 
