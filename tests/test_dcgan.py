@@ -160,12 +160,21 @@ def test_classifier_metrics_are_zero_for_identical_sets_and_grow_with_a_shift():
     assert metric.compute()["classifier_fd"] == pytest.approx(4 * 0.3**2, abs=1e-3)
 
 
+class ProjectedPixelClassifier(PixelClassifier):
+    """PixelClassifier whose features go through a linear layer, which autocast would run in bf16."""
+
+    def __init__(self):
+        super().__init__()
+        self.projection = nn.Linear(4, 4)
+
+    def embed(self, images):
+        return self.projection(images.flatten(1))
+
+
 def test_classifier_metrics_ignore_the_training_precision():
     # A bf16-mixed validation step runs the metric inside autocast; its features must stay float32.
     torch.manual_seed(0)
-    classifier = PixelClassifier()
-    projection = nn.Linear(4, 4)
-    classifier.embed = lambda images: projection(images.flatten(1))
+    classifier = ProjectedPixelClassifier()
     reference, generated = torch.rand(300, 1, 2, 2), torch.rand(300, 1, 2, 2) * 0.9
     results = []
     for autocast in (False, True):
