@@ -99,6 +99,22 @@ class TemplateCLI(LightningCLI):
         config = self.config[self.subcommand] if self.subcommand else self.config
         config.trainer.logger = self._complete_logger_config(config.trainer.logger)
 
+    def instantiate_classes(self) -> None:
+        super().instantiate_classes()
+        self._save_component_configs(self.model)
+
+    def _save_component_configs(self, model: LightningModule) -> None:
+        """Add the model's component configs (`class_path` + `init_args`) to its saved hyperparameters.
+
+        Modules leave their `network` out of `save_hyperparameters`: outside the CLI it may be any callable, a
+        lambda included, which a checkpoint cannot hold. From the CLI it is plain data. With it in the checkpoint,
+        `Module.load_from_checkpoint(path)` rebuilds the network that was trained, not the default one.
+        """
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        for name, value in config.model.as_dict().items():
+            if name not in model.hparams and isinstance(value, dict) and "class_path" in value:
+                model.hparams[name] = value
+
     def _complete_logger_config(self, logger: Any) -> Any:
         """Give shared logger presets this project's name, and swap W&B for CSV when W&B is disabled."""
         if isinstance(logger, list):

@@ -69,8 +69,9 @@ def load_image_classifier(checkpoint_path: str | Path) -> LightningModule:
 
 
 def arguments_missing_from(hyper_parameters: dict[str, Any], path: Path) -> dict[str, Any]:
-    """Model arguments the checkpoint left out (`save_hyperparameters(ignore=...)`, e.g. a network config),
-    taken from the run's `config.yaml` (`<run dir>/checkpoints/<name>.ckpt` -> `<run dir>/config.yaml`).
+    """Model arguments the checkpoint left out (`save_hyperparameters(ignore=...)`, e.g. a network config in
+    checkpoints older than `TemplateCLI._save_component_configs`), taken from the run's `config.yaml`
+    (`<run dir>/checkpoints/<name>.ckpt` -> `<run dir>/config.yaml`).
 
     Only for checkpoints written through LightningCLI, whose instantiator parses such config dicts.
     """

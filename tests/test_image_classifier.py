@@ -86,6 +86,15 @@ def test_weight_ema_is_what_gets_tested():
     assert torch.equal(tested[name], averaged[name]) and not torch.equal(averaged[name], raw[name])
 
 
+def test_load_from_checkpoint_rebuilds_the_trained_network():
+    # The network's config reaches the checkpoint, so plain Lightning loading needs no config file.
+    cli = main(["fit", "--config", DIGITS, "--model.network.widths=[8,16,12]", *SHORT])
+    loaded = ImageClassifier.load_from_checkpoint(run_dirs()[-1] / "checkpoints" / "best.ckpt").eval()
+    assert loaded.network.head.in_features == 12
+    images = torch.rand(3, 1, 8, 8)
+    torch.testing.assert_close(loaded(images), cli.model.eval()(images))
+
+
 def test_whitening_layer_whitens_patches():
     images = torch.randn(64, 3, 8, 8) * torch.tensor([1.0, 3.0, 0.5])[:, None, None] + 2
     model = CompactConvNet(3, 10)
