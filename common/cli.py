@@ -4,8 +4,9 @@
 
 It adds to LightningCLI: a run directory per run (`runs/<project>/<run id>/`), W&B logging by default
 (offline without credentials), the resolved config saved to the run directory and to every logger,
-best-and-last checkpointing on the project's monitored metric, a throughput monitor, and a
-prediction writer (`predict` writes `<run dir>/predictions.csv`, or `--prediction_writer.output`).
+best-and-last checkpointing on the project's monitored metric (checkpoints keep the network's config, so
+`Module.load_from_checkpoint` needs nothing else), a throughput monitor, and a prediction writer (`predict`
+writes `<run dir>/predictions.csv`, or `--prediction_writer.output`).
 """
 
 import os
