@@ -2,6 +2,7 @@
 
 import csv
 import json
+import multiprocessing
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from lightning.pytorch.loggers import CSVLogger
 
 from common import media
 from common.callbacks import ConfusionMatrixLogger, Lookahead, PredictionWriter, batch_size_of
+from common.files import atomic_path
 from common.metrics import StageMetrics, classification_metrics
 from common.runs import configure_wandb_mode, run_directory
 
@@ -143,3 +145,32 @@ def test_lookahead_by_hand():
     # step 4 (the last): w becomes the slow copy, -1.875 (plain SGD would end at -4).
     assert module.w.item() == pytest.approx(-1.875)
     assert lookahead.slow["w"].item() == pytest.approx(-1.875)
+
+
+def write_repeatedly(path: Path, payload: bytes, times: int) -> None:
+    for _ in range(times):
+        with atomic_path(path) as partial:
+            partial.write_bytes(payload)
+
+
+def test_atomic_path_with_concurrent_writers(tmp_path):
+    # Two processes (DDP ranks, say) writing the same cache file at once must both succeed.
+    target = tmp_path / "cache" / "data.pt"
+    payload = b"x" * 1_000_000
+    context = multiprocessing.get_context("fork")
+    writers = [context.Process(target=write_repeatedly, args=(target, payload, 30)) for _ in range(2)]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join(60)
+    assert [writer.exitcode for writer in writers] == [0, 0]
+    assert target.read_bytes() == payload
+    assert [path.name for path in target.parent.iterdir()] == ["data.pt"]  # no partial file left behind
+
+
+def test_atomic_path_leaves_nothing_on_error(tmp_path):
+    target = tmp_path / "data.pt"
+    with pytest.raises(RuntimeError), atomic_path(target) as partial:
+        partial.write_bytes(b"half")
+        raise RuntimeError("killed while writing")
+    assert list(tmp_path.iterdir()) == []

@@ -18,6 +18,7 @@ from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, TensorDataset
 
 from common.errors import UserInputError
+from common.files import atomic_path
 from projects.dcgan.model import architecture
 
 Split = tuple[torch.Tensor, torch.Tensor]  # images (N, C, S, S) uint8, labels (N,) int64
@@ -178,10 +179,10 @@ class GanImageDataModule(LightningDataModule):
             elif (self.root / f"{name}.gz").exists():
                 with (
                     gzip.open(self.root / f"{name}.gz", "rb") as source,
-                    open(raw / f"{name}.tmp", "wb") as target,
+                    atomic_path(raw / name) as partial,
+                    open(partial, "wb") as target,
                 ):
                     shutil.copyfileobj(source, target)
-                (raw / f"{name}.tmp").rename(raw / name)  # atomic: a killed run leaves no half-written file
 
     def _cifar10(self) -> tuple[Split, Split]:
         from torchvision.datasets import CIFAR10

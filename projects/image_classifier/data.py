@@ -17,6 +17,7 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from common.errors import UserInputError
+from common.files import atomic_path
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
@@ -190,9 +191,8 @@ class ImageDataModule(LightningDataModule):
         if path.exists():
             return torch.load(path)
         data = self._decode()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(data, path.with_suffix(".tmp"))
-        path.with_suffix(".tmp").rename(path)  # atomic: a killed run never leaves a half-written cache
+        with atomic_path(path) as partial:  # DDP ranks may decode and write it at the same time
+            torch.save(data, partial)
         return data
 
     def _source_fingerprint(self) -> str:

@@ -19,6 +19,7 @@ from tokenizers import Tokenizer
 from torch.utils.data import DataLoader, RandomSampler, SequentialSampler
 
 from common.errors import UserInputError
+from common.files import atomic_path
 from common.runs import run_directory
 from projects.sentiment.batching import BucketBatchSampler, pad_batch
 from projects.sentiment.synthetic import write_synthetic_corpus
@@ -347,9 +348,8 @@ class SentimentDataModule(LightningDataModule):
             raise UserInputError(
                 f"trained tokenizer has {tokenizer.get_vocab_size()} tokens, over vocab_size {hp.vocab_size}"
             )
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tokenizer.save(str(path.with_suffix(".tmp")))
-        path.with_suffix(".tmp").rename(path)  # atomic: a killed run never leaves half a tokenizer
+        with atomic_path(path) as partial:
+            tokenizer.save(str(partial))
         return tokenizer
 
     def _save_tokenizer(self) -> None:

@@ -6,7 +6,6 @@ Write the procedural set out as real videos (`<out>/<class>/<index>.mp4`), then 
 
 import hashlib
 import math
-import os
 import random
 import warnings
 from collections.abc import Callable, Sequence
@@ -20,6 +19,7 @@ from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset
 
 from common.errors import UserInputError
+from common.files import atomic_path
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm")
 # Kinetics-400 statistics, the ones torchvision's video models were trained with.
@@ -168,11 +168,8 @@ class FrameCache:
             return np.load(cached, mmap_mode="r")
         self.misses += 1
         frames = decode_video(video, size)
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        # Write then rename, so a worker never memory-maps a half-written file from another worker.
-        partial = cached.with_name(f"{cached.stem}.{os.getpid()}.partial.npy")
-        np.save(partial, frames)
-        partial.replace(cached)
+        with atomic_path(cached) as partial:  # no worker memory-maps a half-written file from another
+            np.save(partial, frames)
         return frames
 
 
