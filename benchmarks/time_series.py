@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 from lightning.pytorch import Trainer, seed_everything
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import EarlyStopping, EMAWeightAveraging, ModelCheckpoint
 
 from projects.time_series.data import ForecastDataModule
 from projects.time_series.model import DLinear, LastValueNaive, SeasonalNaive, SegRNN
@@ -84,6 +84,8 @@ def run(name: str, horizon: int, seed: int, args: argparse.Namespace) -> dict:
     with tempfile.TemporaryDirectory() as folder:
         checkpoint = ModelCheckpoint(dirpath=folder, monitor="val/mse", mode="min")
         callbacks = [checkpoint, EarlyStopping("val/mse", patience=args.patience, mode="min")]
+        if args.ema_decay and trains:  # validate, checkpoint and test a moving average of the weights
+            callbacks.append(EMAWeightAveraging(decay=args.ema_decay))
         trainer = Trainer(
             accelerator="auto",
             max_epochs=args.max_epochs if trains else 1,
@@ -100,7 +102,11 @@ def run(name: str, horizon: int, seed: int, args: argparse.Namespace) -> dict:
         if trains:
             trainer.fit(model, data)
         seconds = time.perf_counter() - start
-        results = trainer.test(model, data, ckpt_path="best" if trains else None, verbose=False)[0]
+        # The best checkpoint's weights, loaded by hand: with the EMA callback attached, `ckpt_path="best"` would
+        # restore the raw weights saved beside the averaged ones and test those.
+        if trains:
+            model.load_state_dict(torch.load(checkpoint.best_model_path, weights_only=False)["state_dict"])
+        results = trainer.test(model, data, verbose=False)[0]
         epochs = trainer.current_epoch if trains else 0
         # Epochs of training behind the best checkpoint ("epoch=E-step=S.ckpt"); fractional with --val-every < 1.
         best_step = int(Path(checkpoint.best_model_path).stem.split("step=")[1]) if trains else 0
@@ -140,6 +146,11 @@ def main() -> None:
     parser.add_argument("--segrnn-lr", type=float, default=3e-4, help="SegRNN's Adam learning rate")
     parser.add_argument(
         "--segrnn-lr-decay", type=float, default=0.9, help="SegRNN's learning-rate factor per epoch"
+    )
+    parser.add_argument(
+        "--ema-decay",
+        type=float,
+        help="keep an exponential moving average of the weights with this decay per step",
     )
     parser.add_argument(
         "--patience", type=int, default=3, help="validations without improvement before stopping"
