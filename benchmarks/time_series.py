@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 from lightning.pytorch import Trainer, seed_everything
-from lightning.pytorch.callbacks import EarlyStopping, EMAWeightAveraging, ModelCheckpoint
+from lightning.pytorch.callbacks import EarlyStopping, EMAWeightAveraging, ModelCheckpoint, WeightAveraging
 
 from projects.time_series.data import ForecastDataModule
 from projects.time_series.model import DLinear, LastValueNaive, SeasonalNaive, SegRNN
@@ -102,11 +102,10 @@ def run(name: str, horizon: int, seed: int, args: argparse.Namespace) -> dict:
         if trains:
             trainer.fit(model, data)
         seconds = time.perf_counter() - start
-        # The best checkpoint's weights, loaded by hand: with the EMA callback attached, `ckpt_path="best"` would
-        # restore the raw weights saved beside the averaged ones and test those.
-        if trains:
-            model.load_state_dict(torch.load(checkpoint.best_model_path, weights_only=False)["state_dict"])
-        results = trainer.test(model, data, verbose=False)[0]
+        # Without the EMA callback, loading the best checkpoint restores the averaged weights it saved, not the raw
+        # ones saved beside them for resuming (as common/cli.py does after fit).
+        trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, WeightAveraging)]
+        results = trainer.test(model, data, ckpt_path="best" if trains else None, verbose=False)[0]
         epochs = trainer.current_epoch if trains else 0
         # Epochs of training behind the best checkpoint ("epoch=E-step=S.ckpt"); fractional with --val-every < 1.
         best_step = int(Path(checkpoint.best_model_path).stem.split("step=")[1]) if trains else 0
