@@ -102,8 +102,8 @@ def run(name: str, horizon: int, seed: int, args: argparse.Namespace) -> dict:
         if trains:
             trainer.fit(model, data)
         seconds = time.perf_counter() - start
-        # Without the EMA callback, loading the best checkpoint restores the averaged weights it saved, not the raw
-        # ones saved beside them for resuming (as common/cli.py does after fit).
+        # Test the averaged weights: with the EMA callback attached, loading a checkpoint swaps back in the raw weights
+        # it keeps for resuming, so drop the callback first (as common/cli.py does after fit).
         trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, WeightAveraging)]
         results = trainer.test(model, data, ckpt_path="best" if trains else None, verbose=False)[0]
         epochs = trainer.current_epoch if trains else 0
