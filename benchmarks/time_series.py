@@ -20,8 +20,9 @@ from pathlib import Path
 
 import torch
 from lightning.pytorch import Trainer, seed_everything
-from lightning.pytorch.callbacks import EarlyStopping, EMAWeightAveraging, ModelCheckpoint, WeightAveraging
+from lightning.pytorch.callbacks import EarlyStopping, EMAWeightAveraging, ModelCheckpoint
 
+from common.callbacks import drop_weight_averaging
 from projects.time_series.data import ForecastDataModule
 from projects.time_series.model import DLinear, LastValueNaive, SeasonalNaive, SegRNN
 from projects.time_series.module import Forecaster
@@ -102,9 +103,7 @@ def run(name: str, horizon: int, seed: int, args: argparse.Namespace) -> dict:
         if trains:
             trainer.fit(model, data)
         seconds = time.perf_counter() - start
-        # Test the averaged weights: with the EMA callback attached, loading a checkpoint swaps back in the raw weights
-        # it keeps for resuming, so drop the callback first (as common/cli.py does after fit).
-        trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, WeightAveraging)]
+        drop_weight_averaging(trainer)  # test the averaged weights, not the raw ones
         results = trainer.test(model, data, ckpt_path="best" if trains else None, verbose=False)[0]
         epochs = trainer.current_epoch if trains else 0
         # Epochs of training behind the best checkpoint ("epoch=E-step=S.ckpt"); fractional with --val-every < 1.

@@ -12,11 +12,20 @@ from typing import Any
 
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
-from lightning.pytorch.callbacks import BasePredictionWriter, ModelCheckpoint
+from lightning.pytorch.callbacks import BasePredictionWriter, ModelCheckpoint, WeightAveraging
 from lightning.pytorch.utilities import rank_zero_info
 
 from common import media
 from common.runs import run_directory
+
+
+def drop_weight_averaging(trainer: Trainer) -> None:
+    """Detach any weight-averaging (EMA/SWA) callback before testing a checkpoint of the same fit.
+
+    The callback saves the averaged weights as a checkpoint's state_dict, but while attached it swaps the raw
+    weights it keeps for resuming back in on loading, so `trainer.test(ckpt_path=...)` would test those.
+    """
+    trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, WeightAveraging)]
 
 
 class BestAndLastCheckpoint(ModelCheckpoint):

@@ -15,10 +15,9 @@ from typing import Any
 
 from jsonargparse import Namespace
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer
-from lightning.pytorch.callbacks import WeightAveraging
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
-from common.callbacks import BestAndLastCheckpoint, PredictionWriter, ThroughputLogger
+from common.callbacks import BestAndLastCheckpoint, PredictionWriter, ThroughputLogger, drop_weight_averaging
 from common.errors import UserInputError
 from common.runs import RUNS_ROOT, configure_wandb_mode, finish_wandb_run, run_directory
 
@@ -139,7 +138,5 @@ class TemplateCLI(LightningCLI):
         if not self.config.fit.test_after_fit or self.trainer.interrupted:
             return
         best = self.trainer.checkpoint_callback.best_model_path if self.trainer.checkpoint_callback else ""
-        # Weight averaging (EMA) puts the averaged weights in a checkpoint's state_dict, but on loading it swaps
-        # the raw weights back in (right for resuming training); testing must see the averaged ones.
-        self.trainer.callbacks = [c for c in self.trainer.callbacks if not isinstance(c, WeightAveraging)]
+        drop_weight_averaging(self.trainer)  # test the averaged weights, not the raw ones
         self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best or None)
