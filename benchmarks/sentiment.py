@@ -63,6 +63,8 @@ def main() -> None:
     )
     parser.add_argument("extra", nargs="*", help="arguments passed on to the training CLI (after --)")
     options = parser.parse_args()
+    # The training CLI gets its arguments from run_seed, not from this script's command line.
+    sys.argv[1:] = []
     if not os.environ.get("DATA_ROOT") or not Path(os.environ["DATA_ROOT"], "sst-2", "dev.tsv").is_file():
         sys.exit("error: set DATA_ROOT to the folder holding sst-2/train_full.tsv and sst-2/dev.tsv")
     os.environ.setdefault("WANDB_MODE", "disabled")

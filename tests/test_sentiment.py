@@ -3,12 +3,14 @@
 import csv
 import io
 import json
+import subprocess
 import sys
 from functools import partial
 from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 from conftest import REPO, require_data
 from tokenizers import Tokenizer
 
@@ -220,6 +222,37 @@ def test_each_model_overfits_a_few_examples(name):
     assert (predictions == batch["labels"]).all() and loss < 0.3, loss
 
 
+def test_adversarial_training_adds_the_loss_at_embeddings_moved_along_the_gradient():
+    torch.manual_seed(0)
+    network, init_args = TINY["lstm"]
+    epsilon = 0.5
+    module = SentimentClassifier(
+        network=lambda vocab, classes: network(vocab, classes, **init_args, embedding_dropout=0, dropout=0),
+        vocab_size=60,
+        adversarial_epsilon=epsilon,
+    )
+    batch = pad_batch([{"input_ids": torch.randint(1, 60, (length,)).tolist(), "label": index % 2, "text": ""}
+                       for index, length in enumerate([3, 5, 8, 2])])  # fmt: skip
+    ids, mask, labels = batch["input_ids"], batch["attention_mask"], batch["labels"]
+    # By hand: each token's embedding moves by epsilon along its own loss gradient.
+    embedded = module.network.embed(ids).detach().requires_grad_()
+    clean = F.cross_entropy(module.network.classify(embedded, mask), labels)
+    (gradient,) = torch.autograd.grad(clean, embedded)
+    moved = embedded.detach() + epsilon * gradient / gradient.norm(dim=-1, keepdim=True)
+    adversarial = F.cross_entropy(module.network.classify(moved, mask), labels)
+    assert adversarial > clean  # the perturbation is adversarial
+    loss = module.training_step(batch, 0)["loss"]
+    torch.testing.assert_close(loss, clean + adversarial)
+    loss.backward()  # one backward reaches every parameter, embeddings included
+    assert all(parameter.grad is not None for parameter in module.parameters())
+
+
+def test_adversarial_training_needs_token_embeddings():
+    with pytest.raises(SystemExit, match=r"token embeddings .*not BagOfNgramsClassifier"):
+        main(["fit", *QUICK, "--trainer.fast_dev_run=true", *network_args("bag_of_ngrams"),
+              "--model.adversarial_epsilon=1"])  # fmt: skip
+
+
 # ---- the CLI: fit, test, predict ----
 
 
@@ -230,6 +263,18 @@ def test_fast_dev_run_each_model(name):
     assert {"test/acc", "test/f1", "test/auroc", "test/loss"} <= set(
         metrics
     )  # fit's metrics are reset by test
+
+
+def test_ddp_two_cpu_processes_with_adversarial_training(tmp_path):
+    # Two forward passes, one backward: DDP's gradient hooks must fire once per parameter and step.
+    command = [sys.executable, str(REPO / "projects/sentiment/train.py"), "fit", *QUICK, *network_args("lstm"),
+               "--model.adversarial_epsilon=1", "--trainer.max_epochs=1", "--trainer.logger=false",
+               "--trainer.accelerator=cpu", "--trainer.devices=2", "--trainer.strategy=ddp"]  # fmt: skip
+    env = {**__import__("os").environ, "WANDB_MODE": "disabled"}
+    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, "\n".join(result.stderr.splitlines()[-30:])
+    assert "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in result.stderr + result.stdout
+    assert "test/acc" in result.stdout
 
 
 def test_fit_saves_tokenizer_and_predict_uses_it(tmp_path, monkeypatch):

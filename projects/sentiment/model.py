@@ -2,6 +2,8 @@
 
 Every network takes `(vocab_size, num_classes)` first and maps token ids `(B, T)` with an attention mask
 `(B, T)` (True on real tokens, False on padding; id 0 is padding) to logits `(B, num_classes)`.
+The networks built on token embeddings subclass `EmbeddingClassifier`, which splits that into `embed`
+and `classify` so that training can perturb the embeddings (adversarial training, see `module.py`).
 """
 
 import math
@@ -37,7 +39,27 @@ class AttentionPooling(nn.Module):
         return (scores.softmax(dim=1)[..., None] * hidden).sum(dim=1)  # (B, D)
 
 
-class RecurrentClassifier(nn.Module):
+class EmbeddingClassifier(nn.Module):
+    """A network that looks its tokens up in `self.embedding` and classifies the embedded sequence.
+
+    Subclasses build `self.embedding` and implement `classify`; `forward` is `classify(embed(ids))`.
+    """
+
+    embedding: nn.Embedding
+
+    def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Token embeddings `(B, T, E)`."""
+        return self.embedding(input_ids)
+
+    def classify(self, embedded: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Logits `(B, num_classes)` from token embeddings `(B, T, E)`."""
+        raise NotImplementedError
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.classify(self.embed(input_ids), attention_mask)
+
+
+class RecurrentClassifier(EmbeddingClassifier):
     """Bidirectional LSTM or GRU over token embeddings, pooled by max over time or attention.
 
     Args:
@@ -80,20 +102,20 @@ class RecurrentClassifier(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(2 * hidden_dim, num_classes)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        embedded = self.embedding_dropout(self.embedding(input_ids))  # (B, T, E)
+    def classify(self, embedded: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        embedded = self.embedding_dropout(embedded)  # (B, T, E)
         # Packing keeps the backward direction from starting on padding.
         lengths = attention_mask.sum(dim=1).clamp(min=1).cpu()
         packed = pack_padded_sequence(embedded, lengths, batch_first=True, enforce_sorted=False)
         hidden, _ = self.rnn(packed)
         hidden, _ = pad_packed_sequence(
-            hidden, batch_first=True, total_length=input_ids.shape[1]
+            hidden, batch_first=True, total_length=embedded.shape[1]
         )  # (B, T, 2H)
         pooled = self.pool(hidden, attention_mask) if self.pool else masked_max(hidden, attention_mask)
         return self.head(self.dropout(pooled))
 
 
-class ConvolutionalClassifier(nn.Module):
+class ConvolutionalClassifier(EmbeddingClassifier):
     """Kim (2014) CNN: parallel 1-D convolutions of several widths, ReLU, max over time, dropout, linear.
 
     Args:
@@ -126,8 +148,8 @@ class ConvolutionalClassifier(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(num_filters * len(kernel_sizes), num_classes)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        embedded = self.embedding_dropout(self.embedding(input_ids))
+    def classify(self, embedded: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        embedded = self.embedding_dropout(embedded)
         embedded = embedded.masked_fill(~attention_mask[..., None], 0).transpose(1, 2)  # (B, E, T)
         # Padding positions only ever see zeros, so max over all positions is safe after ReLU.
         pooled = [
@@ -136,7 +158,7 @@ class ConvolutionalClassifier(nn.Module):
         return self.head(self.dropout(torch.cat(pooled, dim=1)))
 
 
-class TransformerClassifier(nn.Module):
+class TransformerClassifier(EmbeddingClassifier):
     """A small pre-norm Transformer encoder (`torch.nn`) with learned positions and masked mean pooling.
 
     Args:
@@ -179,9 +201,12 @@ class TransformerClassifier(nn.Module):
         self.head = nn.Linear(model_dim, num_classes)
         self.scale = math.sqrt(model_dim)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        positions = torch.arange(input_ids.shape[1], device=input_ids.device)
-        hidden = self.embedding(input_ids) * self.scale + self.position(positions)  # (B, T, D)
+    def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return self.embedding(input_ids) * self.scale
+
+    def classify(self, embedded: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        positions = torch.arange(embedded.shape[1], device=embedded.device)
+        hidden = embedded + self.position(positions)  # (B, T, D)
         hidden = self.encoder(self.dropout(hidden), src_key_padding_mask=~attention_mask)
         return self.head(self.dropout(masked_mean(self.norm(hidden), attention_mask)))
 

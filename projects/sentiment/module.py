@@ -10,9 +10,10 @@ from torch import nn
 from torchmetrics.classification import MulticlassAccuracy, MulticlassAUROC, MulticlassF1Score
 
 from common import media
+from common.errors import UserInputError
 from common.metrics import StageMetrics
 from common.optim import parameter_groups, warmup_schedule
-from projects.sentiment.model import RecurrentClassifier
+from projects.sentiment.model import EmbeddingClassifier, RecurrentClassifier
 
 
 class SentimentClassifier(LightningModule):
@@ -26,6 +27,9 @@ class SentimentClassifier(LightningModule):
         weight_decay: AdamW decoupled weight decay (not applied to biases and norms).
         label_smoothing: cross-entropy label smoothing.
         warmup_fraction: share of the steps spent warming up linearly before the cosine decay.
+        adversarial_epsilon: adversarial training (Miyato et al., 2017, fast gradient method): every training
+            batch is seen twice, the second time with each token's embedding moved this far (L2) along its
+            loss gradient, and both losses are minimised. 0 turns it off. Needs an `EmbeddingClassifier`.
         max_misclassified: rows of the misclassified-examples table logged after each validation and test.
     """
 
@@ -38,12 +42,18 @@ class SentimentClassifier(LightningModule):
         weight_decay: float = 1e-4,
         label_smoothing: float = 0.0,
         warmup_fraction: float = 0.1,
+        adversarial_epsilon: float = 0.0,
         max_misclassified: int = 50,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["network"])
         self.class_names = list(class_names or ["negative", "positive"])
         self.network = network(vocab_size, len(self.class_names))
+        if adversarial_epsilon and not isinstance(self.network, EmbeddingClassifier):
+            raise UserInputError(
+                f"--model.adversarial_epsilon needs a network with token embeddings (an EmbeddingClassifier), "
+                f"not {type(self.network).__name__}: set it to 0 or pick another --model.network"
+            )
         classes = len(self.class_names)
         self.metrics = StageMetrics(
             {
@@ -58,10 +68,14 @@ class SentimentClassifier(LightningModule):
         """Logits `(B, num_classes)`."""
         return self.network(input_ids, attention_mask)
 
-    def _shared_step(self, batch: dict, stage: str) -> dict[str, torch.Tensor]:
-        logits = self(batch["input_ids"], batch["attention_mask"])
+    def _loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits, target, label_smoothing=self.hparams.label_smoothing)
+
+    def _shared_step(self, batch: dict, stage: str, logits: torch.Tensor | None = None) -> dict:
+        if logits is None:
+            logits = self(batch["input_ids"], batch["attention_mask"])
         target = batch["labels"]
-        loss = F.cross_entropy(logits, target, label_smoothing=self.hparams.label_smoothing)
+        loss = self._loss(logits, target)
         probabilities = logits.detach().float().softmax(dim=-1)
         metrics = self.metrics[stage]
         metrics.update(probabilities, target)
@@ -103,7 +117,20 @@ class SentimentClassifier(LightningModule):
         self.misclassified = []
 
     def training_step(self, batch: dict, batch_idx: int):
-        return self._shared_step(batch, "train")
+        epsilon = self.hparams.adversarial_epsilon
+        if not epsilon:
+            return self._shared_step(batch, "train")
+        mask, target = batch["attention_mask"], batch["labels"]
+        embedded = self.network.embed(batch["input_ids"])
+        logits = self.network.classify(embedded, mask)
+        step = self._shared_step(batch, "train", logits)  # logs the clean loss and the metrics
+        # The gradient with respect to the embeddings only: parameters' .grad (and DDP's hooks) stay untouched
+        # until the one backward of the summed loss.
+        (gradient,) = torch.autograd.grad(step["loss"], embedded, retain_graph=True)
+        perturbation = epsilon * F.normalize(gradient, dim=-1)  # (B, T, E), length epsilon per token
+        adversarial_loss = self._loss(self.network.classify(embedded + perturbation, mask), target)
+        self.log("train/adversarial_loss", adversarial_loss, on_epoch=True, batch_size=len(target))
+        return {**step, "loss": step["loss"] + adversarial_loss}
 
     def validation_step(self, batch: dict, batch_idx: int):
         return self._shared_step(batch, "val")
