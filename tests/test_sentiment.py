@@ -3,6 +3,7 @@
 import csv
 import io
 import json
+import os
 import subprocess
 import sys
 from functools import partial
@@ -270,7 +271,7 @@ def test_ddp_two_cpu_processes_with_adversarial_training(tmp_path):
     command = [sys.executable, str(REPO / "projects/sentiment/train.py"), "fit", *QUICK, *network_args("lstm"),
                "--model.adversarial_epsilon=1", "--trainer.max_epochs=1", "--trainer.logger=false",
                "--trainer.accelerator=cpu", "--trainer.devices=2", "--trainer.strategy=ddp"]  # fmt: skip
-    env = {**__import__("os").environ, "WANDB_MODE": "disabled"}
+    env = {**os.environ, "WANDB_MODE": "disabled"}
     result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, "\n".join(result.stderr.splitlines()[-30:])
     assert "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in result.stderr + result.stdout
