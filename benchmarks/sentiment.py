@@ -18,7 +18,6 @@ from pathlib import Path
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 ANCHORS = (
     "CNN-rand (Kim 2014) 82.7%, BERT-Tiny (pretrained) 83.2%, BiLSTM + GloVe ~87%; target >= 86% in 10 min"
 )
