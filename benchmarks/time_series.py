@@ -74,7 +74,11 @@ MODELS = {
 def window_mse(model: Forecaster, data: ForecastDataModule) -> torch.Tensor:
     """The test MSE of each window, in time order, on the scaled series."""
     model.eval()
-    return torch.cat([((model(x) - y) ** 2).mean(dim=(1, 2)) for x, y in data.test_dataloader()])
+    errors = [
+        ((model(x.to(model.device)) - y.to(model.device)) ** 2).mean(dim=(1, 2))
+        for x, y in data.test_dataloader()
+    ]
+    return torch.cat(errors).cpu()
 
 
 def run(name: str, horizon: int, seed: int, args: argparse.Namespace) -> dict:
