@@ -128,6 +128,8 @@ class TemplateCLI(LightningCLI):
             # W&B's background service resolves relative paths against its own working directory, which is
             # the one of the first run in this process; an absolute path keeps later runs where they belong.
             init_args.save_dir = os.path.abspath(init_args.get("save_dir") or RUNS_ROOT)
+            # W&B looks for the git repository from this folder; on a fresh clone it does not exist yet.
+            os.makedirs(init_args.save_dir, exist_ok=True)
         name_key = "project" if logger.class_path == WANDB_LOGGER else "name"
         if init_args.get(name_key) in (None, "lightning_logs"):
             init_args[name_key] = self.project
