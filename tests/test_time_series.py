@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import require_data
+from conftest import REPO, require_data
 
 from projects.time_series.data import ForecastDataModule
 from projects.time_series.model import (
@@ -283,6 +283,35 @@ def test_baseline_fits_without_parameters_and_reports_mase(tmp_path):
     assert logged["val/mase"].dropna().iloc[-1] == pytest.approx(3.5 / 24, abs=1e-3)
 
 
+def test_cosine_decay_anneals_the_learning_rate_to_zero_over_the_run(tmp_path):
+    write_csv(tmp_path / "series.csv", rows=200)
+    extra = (
+        "--model.learning_rate=0.01",
+        "--model.cosine_decay=true",
+        "--trainer.max_epochs=2",
+        "--trainer.limit_train_batches=3",
+        "--trainer.callbacks+=LearningRateMonitor",
+        "--trainer.callbacks.logging_interval=step",
+        "--trainer.log_every_n_steps=1",
+    )
+    main(["fit", *cli_args(tmp_path, extra=extra)])
+    logged = pd.read_csv(next((tmp_path / "runs" / "time_series").glob("version_*")) / "metrics.csv")
+    rates = logged["lr-Adam"].dropna().tolist()
+    # 6 steps: one warm-up step at the full rate, then a cosine from 1.0 that reaches 0 after the last step.
+    expected = [0.01] + [0.01 * 0.5 * (1 + np.cos(np.pi * step / 5)) for step in range(5)]
+    assert rates == pytest.approx(expected, rel=1e-5)
+
+
+def test_cosine_decay_with_lr_decay_is_a_one_line_error(tmp_path):
+    write_csv(tmp_path / "series.csv", rows=200)
+    extra = ("--model.cosine_decay=true", "--model.lr_decay=0.9", "--trainer.fast_dev_run=true")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", *cli_args(tmp_path, extra=extra)])
+    assert str(exit_info.value.code) == (
+        "error: cosine_decay replaces lr_decay (0.9); set --model.lr_decay 1.0 or --model.cosine_decay false"
+    )
+
+
 def test_predict_writes_future_timestamps(tmp_path):
     write_csv(tmp_path / "series.csv", rows=200)
     output = tmp_path / "forecast.csv"
@@ -301,6 +330,21 @@ def test_quickstart_config_runs(tmp_path):
 
     config = Path(__file__).resolve().parents[1] / "configs" / "time_series" / "quickstart.yaml"
     main(["fit", f"--config={config}", "--trainer.fast_dev_run=true", "--model.network.hidden_size=8"])
+
+
+def test_h720_config_changes_only_dropout_and_schedule_of_the_etth1_recipe():
+    require_data("ett-small/ETTh1.csv")
+    configs = REPO / "configs" / "time_series"
+    base = ["--config", str(configs / "etth1_segrnn.yaml")]
+    recipe = main(base, run=False)
+    h720 = main([*base, "--config", str(configs / "etth1_segrnn_h720.yaml")], run=False)
+    assert (h720.model.hparams.horizon, h720.trainer.max_epochs) == (720, 2)
+    assert h720.model.hparams.cosine_decay and h720.model.hparams.lr_decay == 1.0
+    assert (recipe.model.hparams.cosine_decay, recipe.model.hparams.lr_decay) == (False, 0.9)
+    for cli, dropout in ((recipe, 0.1), (h720, 0.7)):  # the overlay keeps the rest of the SegRNN recipe
+        network = cli.model.network
+        assert (network.segment_length, network.rnn.hidden_size, network.revin) == (24, 512, None)
+        assert network.head[0].p == dropout
 
 
 # ----- bad input: one line naming the problem and the fix -----

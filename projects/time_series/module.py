@@ -12,7 +12,9 @@ from torch import nn
 from torchmetrics import MeanAbsoluteError, MeanMetric, MeanSquaredError
 
 from common import media
+from common.errors import UserInputError
 from common.metrics import StageMetrics
+from common.optim import warmup_schedule
 from projects.time_series.model import SegRNN
 
 # network(input_channels, output_channels, lookback, horizon) -> nn.Module mapping (B, L, C_in) to (B, H, C_out)
@@ -36,6 +38,8 @@ class Forecaster(LightningModule):
         learning_rate: Adam learning rate.
         weight_decay: Adam weight decay.
         lr_decay: learning rate multiplier applied after each epoch (1.0 keeps it constant).
+        cosine_decay: anneal the learning rate to 0 over the whole run (`max_epochs`) with a per-step cosine,
+            instead of `lr_decay`.
         plot_windows: fixed validation windows drawn as forecast-versus-actual each epoch (0 turns off).
     """
 
@@ -54,9 +58,14 @@ class Forecaster(LightningModule):
         learning_rate: float = 1e-3,
         weight_decay: float = 0.0,
         lr_decay: float = 1.0,
+        cosine_decay: bool = False,
         plot_windows: int = 4,
     ) -> None:
         super().__init__()
+        if cosine_decay and lr_decay != 1.0:
+            raise UserInputError(
+                f"cosine_decay replaces lr_decay ({lr_decay}); set --model.lr_decay 1.0 or --model.cosine_decay false"
+            )
         self.save_hyperparameters(ignore=["network"])
         self.network = network(input_channels, output_channels, lookback, horizon)
         self.target_names = target_names or [f"target_{index}" for index in range(output_channels)]
@@ -195,6 +204,8 @@ class Forecaster(LightningModule):
         optimizer = torch.optim.Adam(
             parameters, lr=self.hparams.learning_rate, weight_decay=self.hparams.weight_decay
         )
+        if self.hparams.cosine_decay:
+            return warmup_schedule(optimizer, self.trainer.estimated_stepping_batches, 0.0, "cosine")
         if self.hparams.lr_decay == 1.0:
             return optimizer
         scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=self.hparams.lr_decay)
