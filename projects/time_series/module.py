@@ -205,7 +205,8 @@ class Forecaster(LightningModule):
             parameters, lr=self.hparams.learning_rate, weight_decay=self.hparams.weight_decay
         )
         if self.hparams.cosine_decay:
-            return warmup_schedule(optimizer, self.trainer.estimated_stepping_batches, 0.0, "cosine")
+            total = self.trainer.estimated_stepping_batches
+            return warmup_schedule(optimizer, total, warmup_fraction=0.0, decay="cosine")
         if self.hparams.lr_decay == 1.0:
             return optimizer
         scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=self.hparams.lr_decay)
