@@ -16,6 +16,11 @@ PRESETS = sorted([*CONFIGS.glob("trainer/*.yaml"), *CONFIGS.glob("logger/*.yaml"
 BASES = {"etth1_segrnn_h720.yaml": "etth1_segrnn.yaml"}
 
 
+def config_chain(config: Path) -> list[Path]:
+    """The config with the one it builds on, in command-line order."""
+    return [config.parent / BASES[config.name], config] if config.name in BASES else [config]
+
+
 def folder_fixture(root: Path) -> Path:
     from test_image_classifier import write_image_folder
 
@@ -24,9 +29,7 @@ def folder_fixture(root: Path) -> Path:
 
 def extra_args(config: Path, tmp_path: Path) -> list[str]:
     """What a config leaves to the user: where the data is."""
-    text = config.read_text()
-    if config.name in BASES:
-        text = (config.parent / BASES[config.name]).read_text() + text
+    text = "".join(path.read_text() for path in config_chain(config))
     if config.parent.name == "time_series" and "dataset: ETT" in text:
         require_data("ett-small/ETTh1.csv")  # the linked channels and scaler need the real file
     if config.parent.name == "video_classifier":
@@ -48,8 +51,8 @@ def cpu_if_no_gpu(config: Path) -> list[str]:
 @pytest.mark.parametrize("config", PROJECT_CONFIGS, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_project_config_instantiates(config, tmp_path):
     train = importlib.import_module(f"projects.{config.parent.name}.train")
-    base = ["--config", str(config.parent / BASES[config.name])] if config.name in BASES else []
-    cli = train.main([*base, "--config", str(config), *extra_args(config, tmp_path)], run=False)
+    configs = [argument for path in config_chain(config) for argument in ("--config", str(path))]
+    cli = train.main([*configs, *extra_args(config, tmp_path)], run=False)
     assert cli.model is not None and cli.datamodule is not None and cli.trainer is not None
 
 
