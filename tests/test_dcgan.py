@@ -160,6 +160,24 @@ def test_classifier_metrics_are_zero_for_identical_sets_and_grow_with_a_shift():
     assert metric.compute()["classifier_fd"] == pytest.approx(4 * 0.3**2, abs=1e-3)
 
 
+def test_reference_statistics_use_every_reference_batch_and_are_then_kept():
+    torch.manual_seed(0)
+    reference, generated = torch.rand(400, 1, 2, 2), torch.rand(400, 1, 2, 2) * 0.8
+    whole, batched = (ClassifierSampleQuality(PixelClassifier(), (1, 2, 2)) for _ in range(2))
+    whole.update(reference, "reference")
+    for part in reference.split(150):  # as the reference dataloader delivers it
+        batched.update(part, "reference")
+    for metric in (whole, batched):
+        metric.update(reference, "heldout")
+        metric.update(generated, "generated")
+    expected = whole.compute()
+    assert batched.compute() == pytest.approx(expected)
+    batched.reset()  # the next validation: its reference batches no longer change the statistics
+    batched.update(reference + 5, "reference")
+    batched.update(generated, "generated")
+    assert batched.compute() == pytest.approx(expected)
+
+
 class ProjectedPixelClassifier(PixelClassifier):
     """PixelClassifier whose features go through a linear layer, which autocast would run in bf16."""
 
@@ -229,12 +247,14 @@ def test_inception_metrics_on_stub_network(tmp_path, monkeypatch):
     metric = InceptionSampleQuality(str(weights), kid_subset_size=1000, kid_subsets=5, feature_size=64)
     assert metric.inception.weights_path == str(weights)
     images = torch.rand(100, 1, 4, 4)
-    metric.update(images, "reference")
+    for part in images.split(40):
+        metric.update(part, "reference")
     metric.update(images, "heldout")  # not used by FID/KID
     metric.update(images, "generated")
     same = metric.compute()
-    assert metric.kid.subset_size == 100  # capped by the sample counts
+    assert metric.kid.subset_size == 100  # capped by the sample counts: every reference batch counted
     metric.reset()
+    metric.update(images.flip(0), "reference")  # ignored: the reference is complete
     metric.update((images + 0.3).clamp(max=1), "generated")
     shifted = metric.compute()
     assert abs(same["fid"]) < 1e-3 and shifted["fid"] > 1 and shifted["kid"] > same["kid"]

@@ -117,8 +117,10 @@ class GanImageDataModule(LightningDataModule):
         prepare = lambda images: resize_uint8(match_channels(images, self.image_channels), self.image_size)  # noqa: E731
         train, heldout = (prepare(train[0]), train[1]), (prepare(heldout[0]), heldout[1])
         generator = torch.Generator().manual_seed(self.hparams.split_seed)
-        reference = torch.randperm(len(train[1]), generator=generator)
-        subset = slice(0, self.hparams.train_subset)
+        order = torch.randperm(len(train[1]), generator=generator)
+        # A random subset (folder images come sorted by class), and only as many reference images as are used.
+        subset = order[: self.hparams.train_subset] if self.hparams.train_subset else slice(None)
+        reference = order[: max(self.hparams.quality_samples, self.hparams.test_samples)]
         self.splits = {
             "train": (train[0][subset], train[1][subset]),
             "heldout": heldout,

@@ -9,6 +9,7 @@ Features are extracted once per batch and fed to torchmetrics' FID/KID through a
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
@@ -50,7 +51,8 @@ class ClassifierSampleQuality:
         self.input_channels = getattr(getattr(classifier, "hparams", {}), "in_channels", None)
         self.class_names = list(classifier.class_names)
         self.confidence_threshold = confidence_threshold
-        num_features = self.embed(torch.zeros(2, *image_shape))[0].shape[-1]
+        self.device = next(classifier.parameters(), torch.empty(0)).device  # where the classifier lives
+        num_features = self.embed(torch.zeros(2, *image_shape, device=self.device))[0].shape[-1]
         # "real" is always the reference; "fake" is the generated set, or the held-out set for the floor.
         self.generated = frechet_distance(num_features, keep_reference=True)
         self.floor = frechet_distance(num_features, keep_reference=False)
@@ -61,11 +63,8 @@ class ClassifierSampleQuality:
     def to(self, device: torch.device) -> "ClassifierSampleQuality":
         for part in (self.classifier, self.generated, self.floor):
             part.to(device)
+        self.device = torch.device(device)
         return self
-
-    @property
-    def has_reference(self) -> bool:
-        return int(self.generated.real_features_num_samples) > 0
 
     @torch.no_grad()
     def embed(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -85,10 +84,8 @@ class ClassifierSampleQuality:
 
     def update(self, images: torch.Tensor, kind: str) -> None:
         """Add images in [0, 1] of one `kind`: `generated`, `heldout` or `reference`."""
-        if (kind == "heldout" and self.floor_value is not None) or (
-            kind == "reference" and self.has_reference
-        ):
-            return  # real statistics are computed once
+        if kind in ("heldout", "reference") and self.floor_value is not None:
+            return  # real statistics are complete after the first compute() and kept from then on
         features, probabilities = self.embed(images)
         if kind == "generated":
             self.generated.update(features, real=False)
@@ -108,6 +105,7 @@ class ClassifierSampleQuality:
         if self.floor_value is None:
             self.floor_value = float(self.floor.compute())
             self.floor.reset()
+        self._sum_counts_over_processes()
         shares = self.class_shares()
         return {
             "classifier_fd": float(self.generated.compute()),
@@ -117,6 +115,16 @@ class ClassifierSampleQuality:
             "class_share_min": min(shares.values()),
             "class_share_max": max(shares.values()),
         }
+
+    def _sum_counts_over_processes(self) -> None:
+        """Under DDP each process counted its own samples; torchmetrics syncs the Frechet states, this the rest."""
+        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+            return
+        counts = torch.tensor([self.confident, self.real_confident, self.real_count], device=self.device)
+        counts = torch.cat([counts, self.class_counts.to(self.device)])
+        dist.all_reduce(counts)
+        self.confident, self.real_confident, self.real_count = (int(c) for c in counts[:3])
+        self.class_counts = counts[3:].cpu()
 
     def class_shares(self) -> dict[str, float]:
         """Share of generated samples the classifier assigns to each class."""
@@ -164,21 +172,18 @@ class InceptionSampleQuality:
             reset_real_features=False,
         )
         self.kid_subset_size = kid_subset_size
+        self.reference_complete = False
 
     def to(self, device: torch.device) -> "InceptionSampleQuality":
         for part in (self.inception, self.fid, self.kid):
             part.to(device)
         return self
 
-    @property
-    def has_reference(self) -> bool:
-        return int(self.fid.real_features_num_samples) > 0
-
     @torch.no_grad()
     def update(self, images: torch.Tensor, kind: str) -> None:
         """Add images in [0, 1] of one `kind`: `generated` or `reference` (held-out images are not used)."""
-        if kind == "heldout" or (kind == "reference" and self.has_reference):
-            return
+        if kind == "heldout" or (kind == "reference" and self.reference_complete):
+            return  # the reference statistics are complete after the first compute() and kept from then on
         # The FID network takes uint8 RGB images of any size and resizes them to 299 itself.
         images = (images.float().expand(-1, 3, -1, -1) * 255).round().to(torch.uint8)
         with torch.autocast(images.device.type, enabled=False):  # float32 whatever the training precision
@@ -190,6 +195,7 @@ class InceptionSampleQuality:
         counts = (int(self.fid.real_features_num_samples), int(self.fid.fake_features_num_samples))
         self.kid.subset_size = min(self.kid_subset_size, *counts)
         kid_mean, kid_std = self.kid.compute()
+        self.reference_complete = True
         return {"fid": float(self.fid.compute()), "kid": float(kid_mean), "kid_std": float(kid_std)}
 
     def reset(self) -> None:

@@ -258,7 +258,9 @@ class DCGAN(LightningModule):
         real = (batch[0] + 1) / 2  # (B, C, S, S) in [0, 1]
         sets = {"reference": real} if dataloader_idx == 1 else {"heldout": real}
         if dataloader_idx == 0:
-            latents = self.seeded_latents(len(real), self.hparams.sample_seed + 1 + batch_idx)
+            # Each DDP process draws its own latents: batch indices repeat across processes.
+            seed = self.hparams.sample_seed + 1 + batch_idx + 1_000_003 * self.global_rank
+            latents = self.seeded_latents(len(real), seed)
             sets["generated"] = (self.sample(latents).float() + 1) / 2
         for metric in self.quality_metrics:
             for kind, images in sets.items():
