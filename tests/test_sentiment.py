@@ -202,6 +202,27 @@ def test_every_parameter_receives_a_gradient(name):
 
 
 @pytest.mark.parametrize("name", list(TINY))
+def test_a_texts_logits_do_not_depend_on_the_padding_of_its_batch(name):
+    torch.manual_seed(0)
+    network, init_args = TINY[name]
+    model = network(50, 2, **init_args).eval()
+    with torch.no_grad():  # convolutions whose real windows all score below their bias: padding must not win
+        for module in model.modules():
+            if isinstance(module, torch.nn.Conv1d):
+                module.weight.abs_().neg_()
+                module.bias.fill_(1.0)
+            if isinstance(module, torch.nn.Embedding):
+                module.weight.abs_()
+    short = {"input_ids": [5, 9, 12], "label": 0, "text": ""}
+    alone = pad_batch([short])
+    padded = pad_batch([short, {"input_ids": list(range(1, 40)), "label": 1, "text": ""}])
+    torch.testing.assert_close(
+        model(padded["input_ids"], padded["attention_mask"])[:1],
+        model(alone["input_ids"], alone["attention_mask"]),
+    )
+
+
+@pytest.mark.parametrize("name", list(TINY))
 def test_each_model_overfits_a_few_examples(name):
     torch.manual_seed(0)
     network, init_args = TINY[name]
@@ -326,6 +347,14 @@ def test_fit_saves_tokenizer_and_predict_uses_it(tmp_path, monkeypatch):
     with csv_output.open() as file:
         assert [row["text"] for row in csv.DictReader(file)] == ["a wonderful film"]
 
+    # The run's tokenizer.json named explicitly: it has fewer tokens than vocab_size, the checkpoint still fits.
+    assert Tokenizer.from_str(tokenizer_json).get_vocab_size() < cli.model.hparams.vocab_size
+    named = tmp_path / "named.jsonl"
+    main(["predict", "--config", str(run / "config.yaml"), f"--ckpt_path={run / 'checkpoints' / 'best.ckpt'}",
+          f"--data.tokenizer_file={run / 'tokenizer.json'}", f"--data.predict_file={texts}",
+          f"--prediction_writer.output={named}"])  # fmt: skip
+    assert named.read_text() == output.read_text()
+
 
 # ---- bad inputs ----
 
@@ -378,6 +407,13 @@ def test_bad_inputs_give_one_line_errors(tmp_path, rows, options, message):
         main(["fit", *QUICK, f"--data.train_file={path}", *options])
     assert exit_info.value.code.startswith("error: ") and "\n" not in exit_info.value.code
     assert __import__("re").search(message, exit_info.value.code), exit_info.value.code
+
+
+def test_texts_longer_than_the_transformers_positions_are_a_one_line_error():
+    with pytest.raises(SystemExit, match=r"texts of \d+ tokens but the Transformer has 4 positions: set "
+                                         r"--model.network.init_args.max_length"):  # fmt: skip
+        main(["fit", *QUICK, "--trainer.fast_dev_run=true", *network_args("transformer"),
+              "--model.network.max_length=4"])  # fmt: skip
 
 
 def test_hub_dataset_without_download_is_a_one_line_error():

@@ -180,8 +180,13 @@ class SentimentDataModule(LightningDataModule):
 
     @property
     def num_embeddings(self) -> int:
-        """Embedding rows the model needs: the loaded tokenizer's size, or the configured `vocab_size`."""
-        return self.tokenizer.get_vocab_size() if self.tokenizer else self.hparams.vocab_size
+        """Embedding rows the model needs: the configured `vocab_size`, or a loaded tokenizer's size if larger.
+
+        A tokenizer trained on a small corpus has fewer tokens than `vocab_size`, but its run's model has
+        `vocab_size` rows; loading that tokenizer again must build the same model, so its checkpoint fits.
+        """
+        loaded = self.tokenizer.get_vocab_size() if self.tokenizer else 0
+        return max(self.hparams.vocab_size, loaded)
 
     @staticmethod
     def _expand(path: str | None) -> str | None:

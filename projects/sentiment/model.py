@@ -13,6 +13,8 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from common.errors import UserInputError
+
 PAD_ID = 0  # the tokenizer puts `[PAD]` first, so padding is always id 0
 
 
@@ -151,10 +153,15 @@ class ConvolutionalClassifier(EmbeddingClassifier):
     def classify(self, embedded: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         embedded = self.embedding_dropout(embedded)
         embedded = embedded.masked_fill(~attention_mask[..., None], 0).transpose(1, 2)  # (B, E, T)
-        # Padding positions only ever see zeros, so max over all positions is safe after ReLU.
-        pooled = [
-            torch.relu(convolution(embedded)).amax(dim=2) for convolution in self.convolutions
-        ]  # (B, F) each
+        lengths = attention_mask.sum(dim=1, keepdim=True)  # (B, 1); texts are right-padded
+        pooled = []
+        for convolution in self.convolutions:
+            features = torch.relu(convolution(embedded))  # (B, F, T + width - 1)
+            # Windows past a text's end see only padding: their output is relu(bias), which would depend on
+            # how long the other texts in the batch are. Zero them (features are >= 0) before the max.
+            positions = torch.arange(features.shape[2], device=features.device)
+            outside = positions >= lengths + convolution.kernel_size[0] - 1  # (B, T + width - 1)
+            pooled.append(features.masked_fill(outside[:, None, :], 0).amax(dim=2))  # (B, F)
         return self.head(self.dropout(torch.cat(pooled, dim=1)))
 
 
@@ -205,7 +212,13 @@ class TransformerClassifier(EmbeddingClassifier):
         return self.embedding(input_ids) * self.scale
 
     def classify(self, embedded: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        positions = torch.arange(embedded.shape[1], device=embedded.device)
+        length, max_length = embedded.shape[1], self.position.num_embeddings
+        if length > max_length:
+            raise UserInputError(
+                f"a batch has texts of {length} tokens but the Transformer has {max_length} positions: set "
+                f"--model.network.init_args.max_length to at least --data.max_length"
+            )
+        positions = torch.arange(length, device=embedded.device)
         hidden = embedded + self.position(positions)  # (B, T, D)
         hidden = self.encoder(self.dropout(hidden), src_key_padding_mask=~attention_mask)
         return self.head(self.dropout(masked_mean(self.norm(hidden), attention_mask)))

@@ -3,6 +3,8 @@
 import random
 from pathlib import Path
 
+from common.files import atomic_path
+
 POSITIVE = [
     "good",
     "great",
@@ -65,6 +67,9 @@ def write_synthetic_corpus(folder: Path, size: int, seed: int = 0) -> dict[str, 
         lines = ["sentence\tlabel"] + [
             f"{text}\t{label}" for text, label in (synthetic_review(rng) for _ in range(rows))
         ]
-        path.write_text("\n".join(lines) + "\n")
+        with atomic_path(
+            path
+        ) as partial:  # DDP ranks write it at once, and may read another's copy meanwhile
+            partial.write_text("\n".join(lines) + "\n")
         files[split] = path
     return files
