@@ -11,6 +11,7 @@ import pytest
 import torch
 from conftest import REPO, require_data
 
+from common.errors import UserInputError
 from projects.time_series.data import ForecastDataModule
 from projects.time_series.model import (
     DirectRNN,
@@ -208,6 +209,8 @@ def test_dlinear_trend_is_a_replicate_padded_moving_average():
         network.seasonal.bias.zero_()
     inputs = torch.tensor([1.0, 2.0, 3.0, 9.0]).view(1, 4, 1)
     assert network(inputs).item() == pytest.approx((3.0 + 9.0 + 9.0) / 3)
+    with pytest.raises(UserInputError, match="DLinear kernel_size 4 must be odd"):
+        DLinear(1, 1, lookback=4, horizon=1, kernel_size=4)
 
 
 @pytest.mark.parametrize("name", ["segrnn", "lstm_seq2seq", "direct_lstm", "dlinear"])
@@ -323,6 +326,23 @@ def test_predict_writes_future_timestamps(tmp_path):
         str(last + pd.Timedelta(hours=step)) for step in range(1, HORIZON + 1)
     ]
     assert [float(row["load"]) for row in rows] == pytest.approx([199.0] * HORIZON, abs=1e-3)
+
+
+def test_predict_from_a_checkpoint_scales_with_the_training_scaler_after_the_csv_grows(tmp_path):
+    frame = write_csv(tmp_path / "series.csv", rows=200)
+    main(["fit", *cli_args(tmp_path, network="LastValueNaive"), "--trainer.max_epochs=1"])
+    checkpoint = next((tmp_path / "runs" / "time_series").glob("version_*/checkpoints/last.ckpt"))
+    grown = write_csv(tmp_path / "series.csv", rows=300)  # new rows move the 70% training split's statistics
+    grown.loc[200:, "load"] += 1000
+    grown.to_csv(tmp_path / "series.csv", index=False)
+    output = tmp_path / "forecast.csv"
+    main(["predict", *cli_args(tmp_path, network="LastValueNaive"), f"--ckpt_path={checkpoint}",
+          f"--prediction_writer.output={output}"])  # fmt: skip
+    with output.open() as file:  # scaled in and out with one scaler, the last value comes back unchanged
+        assert [float(row["load"]) for row in csv.DictReader(file)] == pytest.approx(
+            [1299.0] * HORIZON, abs=1e-3
+        )
+    assert len(frame) == 200
 
 
 def test_quickstart_config_runs(tmp_path):

@@ -21,7 +21,7 @@ from common.errors import UserInputError
 
 ETT_URL = "https://raw.githubusercontent.com/zhouhaoyi/ETDataset/main/ETT-small/{name}.csv"
 HOURS_PER_MONTH = 30 * 24  # the ETT papers' "month"
-# Season lengths by sampling interval (seconds), for MASE and the seasonal naive baseline.
+# Season lengths by sampling interval (seconds), for MASE's seasonal naive denominator.
 SEASON_BY_INTERVAL = {900: 96, 3600: 24, 86400: 7, 7 * 86400: 52}
 Setting = Literal["M", "MS", "S"]
 
@@ -163,7 +163,8 @@ class ForecastDataModule(LightningDataModule):
         split_fractions: train and validation fractions of the rows for `co2`/`csv` (test gets the rest);
             ETT uses its standard 12/4/4-month borders.
         missing_values: `interpolate` (linear in row order, edges take the nearest value) or `error`.
-        seasonal_period: season length for MASE and the seasonal naive baseline (default: from the interval).
+        seasonal_period: season length of MASE's denominator (default: from the interval); the SeasonalNaive
+            baseline takes its own `--model.network.init_args.period`.
         batch_size: windows per batch.
         num_workers: DataLoader worker processes.
         predict_path: CSV whose next H steps `predict` forecasts (default: the training series itself).
@@ -333,19 +334,6 @@ class ForecastDataModule(LightningDataModule):
             windows["val"],
             windows["test"],
         )
-        if stage == "predict":
-            series = self.series
-            if self.predict_path is not None:  # the columns the model was trained on
-                series = read_csv_series(
-                    self.predict_path, self.timestamp_column, self.series.columns, self.missing_values
-                )
-            if len(series.values) < self.lookback:
-                raise UserInputError(
-                    f"{series.name} has {len(series.values)} rows, fewer than lookback {self.lookback}; give a longer series"
-                )
-            inputs = self.scale(series.values[-self.lookback :]).unsqueeze(0)  # (1, L, C)
-            stamps = future_timestamps(series.timestamps, self.horizon)
-            self.predict_dataset = [(inputs[0], torch.as_tensor(stamps.as_unit("ns").asi8))]
 
     def _loader(self, dataset: Dataset, shuffle: bool = False) -> DataLoader:
         return DataLoader(
@@ -366,4 +354,31 @@ class ForecastDataModule(LightningDataModule):
         return self._loader(self.test_dataset)
 
     def predict_dataloader(self) -> DataLoader:
-        return self._loader(self.predict_dataset)
+        """The last `lookback` rows of `predict_path` (default: the training series) and the next `horizon`
+        timestamps. Built here, not in `setup`, so that the scaler is the one restored from the checkpoint."""
+        series = self.series
+        if self.predict_path is not None:  # the columns the model was trained on
+            series = read_csv_series(
+                self.predict_path, self.timestamp_column, self.series.columns, self.missing_values
+            )
+        if len(series.values) < self.lookback:
+            raise UserInputError(
+                f"{series.name} has {len(series.values)} rows, fewer than lookback {self.lookback}; give a longer series"
+            )
+        inputs = self.scale(series.values[-self.lookback :])  # (L, C)
+        stamps = future_timestamps(series.timestamps, self.horizon)
+        return self._loader([(inputs, torch.as_tensor(stamps.as_unit("ns").asi8))])
+
+    # ----- checkpoint -----
+    def state_dict(self) -> dict:
+        """The training rows' scaler: `predict` from a checkpoint scales its inputs as training did, even if
+        the CSV has grown since (its training split is a fraction of the rows, so it would move)."""
+        mean, std = self.scaler
+        return {"scaler_mean": mean.tolist(), "scaler_std": std.tolist()}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        if "scaler_mean" in state_dict:
+            self.__dict__["scaler"] = (
+                np.asarray(state_dict["scaler_mean"]),
+                np.asarray(state_dict["scaler_std"]),
+            )

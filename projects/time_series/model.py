@@ -71,6 +71,10 @@ class DLinear(nn.Module):
         self, input_channels: int, output_channels: int, lookback: int, horizon: int, kernel_size: int = 25
     ) -> None:
         super().__init__()
+        if kernel_size < 1 or kernel_size % 2 == 0:
+            raise UserInputError(
+                f"DLinear kernel_size {kernel_size} must be odd (a centred moving average); set network.init_args.kernel_size"
+            )
         self.output_channels, self.kernel_size = output_channels, kernel_size
         self.trend = nn.Linear(lookback, horizon)  # shared by all channels, as in the paper's default
         self.seasonal = nn.Linear(lookback, horizon)

@@ -104,6 +104,7 @@ class Forecaster(LightningModule):
             on_epoch=True,
             prog_bar=stage == "train",
             batch_size=len(inputs),
+            sync_dist=stage != "train",  # validation/test losses averaged over DDP processes
         )
         forecast, target = forecast.detach().float().contiguous(), target.float()
         metrics = self.metrics[stage]
