@@ -198,6 +198,15 @@ def test_image_folder_png_and_jpeg_train_and_cache(tmp_path, monkeypatch):
         ImageDataModule(dataset="folder", data_dir=str(root)).setup("fit")
 
 
+def test_folder_test_images_are_decoded_at_the_training_size(tmp_path):
+    root = write_image_folder(tmp_path / "pets", size=12)
+    for path in (root / "test").rglob("*.*"):  # test photos of another size
+        Image.open(path).resize((20, 20)).save(path)
+    datamodule = ImageDataModule(dataset="folder", data_dir=str(root), cache_dir=str(tmp_path / "cache"))
+    datamodule.setup("fit")
+    assert datamodule.splits["test"][0].shape[-2:] == datamodule.splits["train"][0].shape[-2:] == (12, 12)
+
+
 def test_folder_without_test_tree_uses_validation_fraction(tmp_path):
     root = write_image_folder(tmp_path / "pets", per_class=10, test=False)
     datamodule = ImageDataModule(dataset="folder", data_dir=str(root), val_fraction=0.25)

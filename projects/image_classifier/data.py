@@ -265,15 +265,15 @@ class ImageDataModule(LightningDataModule):
         return split if split.is_dir() else (self.root if name == "train" else None)
 
     def _decode_folder(self) -> dict[str, Split]:
-        splits = {}
-        for name in ("train", "test"):
+        splits, size = {}, self.image_size
+        for name in ("train", "test"):  # train first: its first image sets the size when none is configured
             root = self._folder_split(name)
             if root is None:
                 continue
             files, labels, classes = list_image_folder(root)
             if name == "test" and classes != self.class_names:
                 raise UserInputError(f"class folders of {root} differ from the training ones: {classes}")
-            size = self.image_size or load_image(files[0], 3, None).shape[-1]
+            size = size or load_image(files[0], 3, None).shape[-1]
             images = torch.stack([load_image(path, 3, size) for path in files])
             splits[name] = (images, torch.tensor(labels))
         return splits

@@ -51,7 +51,7 @@ class VideoClassifier(LightningModule):
         self.network = network(classes)
         self.clip_metrics = StageMetrics({"clip_acc": MulticlassAccuracy(classes, average="micro")})
         video_metrics = {"video_acc": MulticlassAccuracy(classes, average="micro")}
-        if classes >= 5:
+        if classes > 5:  # with 5 classes or fewer, top-5 accuracy is always 100%
             video_metrics["video_top5_acc"] = MulticlassAccuracy(classes, top_k=5, average="micro")
         self.video_metrics = StageMetrics(video_metrics)
 
@@ -126,14 +126,15 @@ class VideoClassifier(LightningModule):
 
     def log_example_clips(self, clips: torch.Tensor, target: torch.Tensor, preds: torch.Tensor) -> None:
         """Log the first clip of the first `example_clips` videos side by side as one video."""
-        shown = clips[: self.hparams.example_clips, 0].float()  # (N, 3, T, H, W)
+        count = self.hparams.example_clips
+        shown = clips[:count, 0].float()  # (N, 3, T, H, W)
         mean, std = (torch.tensor(stats, device=shown.device).view(1, 3, 1, 1, 1) for stats in (MEAN, STD))
         pixels = ((shown * std + mean).clamp(0, 1) * 255).round().to(torch.uint8)
         frames = pixels.permute(2, 1, 3, 0, 4).flatten(3, 4)  # (T, 3, H, N*W): the clips side by side
         names = self.class_names
         caption = ", ".join(
             f"{names[true]}->{names[guess]}"
-            for true, guess in zip(target.tolist(), preds.tolist(), strict=False)
+            for true, guess in zip(target[:count].tolist(), preds[:count].tolist(), strict=True)
         )
         log_video(self.trainer, "val/example_clips", frames, fps=4, caption=caption)
 
