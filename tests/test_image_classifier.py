@@ -3,6 +3,7 @@
 import csv
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -63,8 +64,9 @@ def test_every_parameter_receives_a_gradient(network):
             assert parameter.grad is not None and parameter.grad.abs().sum() > 0, name
 
 
-def test_overfits_a_small_batch():
-    cli = main(["fit", "--config", DIGITS, "--trainer.overfit_batches=1", "--trainer.max_epochs=30",
+@pytest.mark.parametrize("optimizer", ["sgd", "muon"])
+def test_overfits_a_small_batch(optimizer):
+    cli = main(["fit", "--config", DIGITS, "--trainer.overfit_batches=1", "--trainer.max_epochs=30", f"--model.optimizer={optimizer}",
                 "--data.batch_size=32", "--data.crop_padding=0", "--model.label_smoothing=0", "--test_after_fit=false",
                 "--trainer.enable_progress_bar=false", "--trainer.limit_val_batches=0"])  # fmt: skip
     assert cli.trainer.callback_metrics["train/acc"] == 1.0
@@ -123,6 +125,31 @@ def test_random_crop_is_a_shifted_window_of_the_padded_image():
     for crop, source in zip(crops, padded, strict=True):
         windows = [source[:, i : i + 5, j : j + 5] for i in range(5) for j in range(5)]
         assert any(torch.equal(crop, window) for window in windows)
+
+
+def test_alternating_flip_mirrors_each_image_on_every_other_epoch(tmp_path):
+    root = write_image_folder(tmp_path / "images", per_class=8)
+    datamodule = ImageDataModule(dataset="folder", data_dir=str(root), cache_dir=str(tmp_path / "cache"),
+                                 val_fraction=0, batch_size=16, crop_padding=0, alternating_flip=True)  # fmt: skip
+    torch.manual_seed(0)
+    datamodule.setup("fit")
+    batch = next(iter(datamodule.train_dataloader()))
+    originals = batch[0].float() / 255
+    mirrored = []
+    for epoch in range(3):
+        datamodule.trainer = SimpleNamespace(training=True, current_epoch=epoch)
+        images, labels = datamodule.on_after_batch_transfer(batch, 0)
+        assert torch.equal(labels, batch[1])
+        pairs = list(zip(images, originals, strict=True))
+        flipped = torch.tensor([torch.equal(image, original.flip(-1)) for image, original in pairs])
+        kept = torch.tensor([torch.equal(image, original) for image, original in pairs])
+        assert (flipped ^ kept).all()  # every image is shown as it is or mirrored, nothing else
+        mirrored.append(flipped)
+    assert torch.equal(mirrored[0], batch[2]) and 0 < int(mirrored[0].sum()) < 16  # a random part, not all
+    assert torch.equal(mirrored[1], ~mirrored[0]) and torch.equal(mirrored[2], mirrored[0])
+    cli = main(["fit", "--data.dataset=folder", f"--data.data_dir={root}", "--data.alternating_flip=true",
+                f"--data.cache_dir={tmp_path / 'cache'}", *SHORT, "--trainer.max_epochs=2"])  # fmt: skip
+    assert cli.trainer.current_epoch == 2 and "test/acc" in cli.trainer.callback_metrics
 
 
 def test_learning_rate_schedules_by_hand():

@@ -114,6 +114,9 @@ class ImageDataModule(LightningDataModule):
         eval_batch_size: validation/test/predict batch size.
         crop_padding: pixels of reflect padding for random-crop augmentation; 0 disables it.
         flip: random horizontal flips when training (turn off for digits and other non-symmetric images).
+        alternating_flip: with `flip`, mirror each training image on every other epoch instead of at random,
+            starting from a random half of the images (airbench's alternating flip): every two consecutive
+            epochs show each image both ways.
         num_workers: DataLoader worker processes (batches are slices of an in-memory tensor, so 0 is fine).
         predict_dir: folder of images to classify with `predict`.
         split_seed: seed of the train/validation split.
@@ -131,6 +134,7 @@ class ImageDataModule(LightningDataModule):
         eval_batch_size: int = 1000,
         crop_padding: int = 4,
         flip: bool = True,
+        alternating_flip: bool = False,
         num_workers: int = 0,
         predict_dir: str | None = None,
         split_seed: int = 0,
@@ -142,6 +146,7 @@ class ImageDataModule(LightningDataModule):
         self.root = Path(data_dir).expanduser() if data_dir else None
         self.image_size = image_size
         self.splits: dict[str, Split] = {}
+        self.flip_first: torch.Tensor | None = None  # (N,) bool: which training images epoch 0 mirrors
 
     @property
     def class_names(self) -> list[str]:
@@ -177,6 +182,8 @@ class ImageDataModule(LightningDataModule):
             val = test  # speed-run convention: train on every training image, validate on the test split
         # A folder without a test tree is evaluated on its held-out validation split.
         self.splits = {"train": train, "val": val, "test": val if test is None else test}
+        if self.hparams.alternating_flip:
+            self.flip_first = torch.rand(len(train[1])) < 0.5  # seeded by the run's seed, like every draw
 
     def channel_stats(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-channel mean and std of the training images, in [0, 1] units."""
@@ -283,8 +290,11 @@ class ImageDataModule(LightningDataModule):
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         images, labels = self.splits[split]
         batch_size = self.hparams.batch_size if split == "train" else self.hparams.eval_batch_size
+        tensors = (images, labels)
+        if split == "train" and self.hparams.flip and self.hparams.alternating_flip:
+            tensors += (self.flip_first,)  # each batch carries its images' flip pattern
         return DataLoader(
-            TensorDataset(images, labels),
+            TensorDataset(*tensors),
             batch_size=batch_size,
             shuffle=shuffle,
             drop_last=shuffle and len(labels) > batch_size,
@@ -316,7 +326,10 @@ class ImageDataModule(LightningDataModule):
         if self.trainer is not None and self.trainer.training:
             if self.hparams.crop_padding > 0:
                 images = random_crop(images, self.hparams.crop_padding)
-            if self.hparams.flip:
+            if self.hparams.flip and self.hparams.alternating_flip:
+                flip = batch[2] ^ bool(self.trainer.current_epoch % 2)
+                images = torch.where(flip[:, None, None, None], images.flip(-1), images)
+            elif self.hparams.flip:
                 images = random_flip(images)
         return images, rest
 

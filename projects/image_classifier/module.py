@@ -9,7 +9,7 @@ from lightning.pytorch import LightningModule
 from torch import nn
 
 from common.metrics import classification_metrics
-from common.optim import parameter_groups, warmup_schedule
+from common.optim import Muon, parameter_groups, warmup_schedule
 from projects.image_classifier.model import CompactConvNet
 
 
@@ -20,10 +20,13 @@ class ImageClassifier(LightningModule):
         network: builds the network from `(in_channels, num_classes)`; pick one in YAML by `class_path`.
         class_names: class names in label order (linked from the datamodule).
         in_channels: image channels (linked from the datamodule).
-        optimizer: `sgd` (Nesterov momentum) or `adamw`.
+        optimizer: `sgd` (Nesterov momentum), `adamw`, or `muon`: Muon for the convolution filters
+            (`muon_lr`, `muon_momentum`) and Nesterov SGD (`lr`, `momentum`, `weight_decay`) for the rest.
         lr: peak learning rate.
         weight_decay: decoupled for AdamW; L2 for SGD (not applied to BatchNorm and bias parameters).
         momentum: SGD momentum.
+        muon_lr: peak learning rate of the filters with `optimizer: muon`.
+        muon_momentum: momentum of the filters with `optimizer: muon`.
         label_smoothing: cross-entropy label smoothing.
         schedule: `onecycle` (linear warm-up then linear decay), `cosine` or `constant`.
         warmup_fraction: share of the steps spent warming up (`onecycle` and `cosine`).
@@ -40,10 +43,12 @@ class ImageClassifier(LightningModule):
         network: Callable[[int, int], nn.Module] = CompactConvNet,
         class_names: list[str] | None = None,
         in_channels: int = 3,
-        optimizer: Literal["sgd", "adamw"] = "sgd",
+        optimizer: Literal["sgd", "adamw", "muon"] = "sgd",
         lr: float = 0.05,
         weight_decay: float = 5e-4,
         momentum: float = 0.9,
+        muon_lr: float = 0.24,
+        muon_momentum: float = 0.6,
         label_smoothing: float = 0.0,
         schedule: Literal["onecycle", "cosine", "constant"] = "onecycle",
         warmup_fraction: float = 0.2,
@@ -142,6 +147,12 @@ class ImageClassifier(LightningModule):
             optimizer = torch.optim.SGD(
                 groups, lr=self.hparams.lr, momentum=self.hparams.momentum, nesterov=True
             )
+        elif self.hparams.optimizer == "muon":
+            filters = [p for p in groups[0]["params"] if p.ndim == 4]
+            groups[0]["params"] = [p for p in groups[0]["params"] if p.ndim != 4]
+            groups.append({"params": filters, "muon": True, "lr": self.hparams.muon_lr,
+                           "momentum": self.hparams.muon_momentum})  # fmt: skip
+            optimizer = Muon(groups, lr=self.hparams.lr, momentum=self.hparams.momentum)
         else:
             optimizer = torch.optim.AdamW(groups, lr=self.hparams.lr)
         total = self.trainer.estimated_stepping_batches
