@@ -1,6 +1,8 @@
 """Tests for projects/dcgan: networks, adversarial steps, sample-quality metrics, media, CLI errors."""
 
+import json
 import math
+import multiprocessing
 from pathlib import Path
 
 import pandas as pd
@@ -176,6 +178,45 @@ def test_reference_statistics_use_every_reference_batch_and_are_then_kept():
     batched.update(reference + 5, "reference")
     batched.update(generated, "generated")
     assert batched.compute() == pytest.approx(expected)
+
+
+BRIGHT, DARK = torch.full((4, 1, 2, 2), 0.9), torch.full((4, 1, 2, 2), 0.1)
+REAL = torch.linspace(0, 1, 64).view(16, 1, 2, 2)
+
+
+def quality_in_one_of_two_processes(rank: int, folder: Path) -> None:
+    """Half of every set in each of two gloo processes, as DDP's samplers split them; writes what it computes."""
+    torch.distributed.init_process_group(
+        "gloo", init_method=f"file://{folder / 'rendezvous'}", rank=rank, world_size=2
+    )
+    metric = ClassifierSampleQuality(PixelClassifier(), (1, 2, 2))
+    metric.update(REAL[rank::2], "reference")
+    metric.update(REAL[rank::2], "heldout")
+    metric.update(BRIGHT if rank == 0 else DARK, "generated")  # all bright samples on one process
+    (folder / f"rank{rank}.json").write_text(
+        json.dumps({**metric.compute(), "shares": metric.class_shares()})
+    )
+    torch.distributed.destroy_process_group()
+
+
+def test_sample_quality_over_two_processes_matches_one_process(tmp_path):
+    context = multiprocessing.get_context("fork")
+    processes = [
+        context.Process(target=quality_in_one_of_two_processes, args=(rank, tmp_path)) for rank in (0, 1)
+    ]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(timeout=120)
+        assert process.exitcode == 0
+    single = ClassifierSampleQuality(PixelClassifier(), (1, 2, 2))
+    for kind, images in (("reference", REAL), ("heldout", REAL), ("generated", torch.cat([BRIGHT, DARK]))):
+        single.update(images, kind)
+    expected = single.compute()
+    for rank in (0, 1):  # both processes log the figures of the whole sets
+        computed = json.loads((tmp_path / f"rank{rank}.json").read_text())
+        assert computed.pop("shares") == {"bright": 0.5, "dark": 0.5}
+        assert computed == pytest.approx(expected, abs=1e-6)
 
 
 class ProjectedPixelClassifier(PixelClassifier):

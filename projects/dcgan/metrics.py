@@ -58,6 +58,7 @@ class ClassifierSampleQuality:
         self.floor = frechet_distance(num_features, keep_reference=False)
         self.floor_value: float | None = None
         self.real_confident = self.real_count = 0
+        self.shares: dict[str, float] = {}
         self.reset()
 
     def to(self, device: torch.device) -> "ClassifierSampleQuality":
@@ -105,31 +106,32 @@ class ClassifierSampleQuality:
         if self.floor_value is None:
             self.floor_value = float(self.floor.compute())
             self.floor.reset()
-        self._sum_counts_over_processes()
-        shares = self.class_shares()
+            self.real_confident, self.real_count = self._summed_over_processes(
+                self.real_confident, self.real_count
+            )
+        confident, *counts = self._summed_over_processes(self.confident, *self.class_counts.tolist())
+        total = max(sum(counts), 1)
+        self.shares = {name: count / total for name, count in zip(self.class_names, counts, strict=True)}
         return {
             "classifier_fd": float(self.generated.compute()),
             "classifier_fd_real_floor": self.floor_value,
-            "confident_share": self.confident / max(int(self.class_counts.sum()), 1),
+            "confident_share": confident / total,
             "confident_share_real": self.real_confident / max(self.real_count, 1),
-            "class_share_min": min(shares.values()),
-            "class_share_max": max(shares.values()),
+            "class_share_min": min(self.shares.values()),
+            "class_share_max": max(self.shares.values()),
         }
 
-    def _sum_counts_over_processes(self) -> None:
-        """Under DDP each process counted its own samples; torchmetrics syncs the Frechet states, this the rest."""
+    def _summed_over_processes(self, *counts: int) -> list[int]:
+        """Under DDP each process counts its own images (torchmetrics syncs the Frechet states itself)."""
         if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-            return
-        counts = torch.tensor([self.confident, self.real_confident, self.real_count], device=self.device)
-        counts = torch.cat([counts, self.class_counts.to(self.device)])
-        dist.all_reduce(counts)
-        self.confident, self.real_confident, self.real_count = (int(c) for c in counts[:3])
-        self.class_counts = counts[3:].cpu()
+            return list(counts)
+        summed = torch.tensor(counts, dtype=torch.long, device=self.device)
+        dist.all_reduce(summed)
+        return summed.tolist()
 
     def class_shares(self) -> dict[str, float]:
-        """Share of generated samples the classifier assigns to each class."""
-        shares = self.class_counts.double() / max(int(self.class_counts.sum()), 1)
-        return dict(zip(self.class_names, shares.tolist(), strict=True))
+        """Share of the generated samples the classifier assigns to each class, as of the last `compute()`."""
+        return self.shares
 
     def reset(self) -> None:
         self.generated.reset()
