@@ -200,14 +200,14 @@ def quality_in_one_of_two_processes(rank: int, folder: Path) -> None:
 
 
 def test_sample_quality_over_two_processes_matches_one_process(tmp_path):
-    context = multiprocessing.get_context("fork")
+    context = multiprocessing.get_context("spawn")  # a fork after torch's thread pools start can hang
     processes = [
         context.Process(target=quality_in_one_of_two_processes, args=(rank, tmp_path)) for rank in (0, 1)
     ]
     for process in processes:
         process.start()
     for process in processes:
-        process.join(timeout=120)
+        process.join(timeout=300)
         assert process.exitcode == 0
     single = ClassifierSampleQuality(PixelClassifier(), (1, 2, 2))
     for kind, images in (("reference", REAL), ("heldout", REAL), ("generated", torch.cat([BRIGHT, DARK]))):
