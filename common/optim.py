@@ -116,6 +116,6 @@ class Muon(torch.optim.Optimizer):
                 if group["muon"]:
                     rows = len(parameter)
                     parameter.mul_(rows**0.5 / parameter.norm())
-                    update = orthogonalize(update.reshape(rows, -1), self.ns_steps).view_as(parameter)
+                    update = orthogonalize(update.reshape(rows, -1), self.ns_steps).reshape_as(parameter)
                 parameter.add_(update, alpha=-group["lr"])
         return loss

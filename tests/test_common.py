@@ -180,6 +180,10 @@ def test_muon_steps_sgd_groups_like_torch_and_filters_at_fixed_norm():
         singular_values = torch.linalg.svdvals(update)
         assert singular_values.min() > 0.5 and singular_values.max() < 1.3
     torch.testing.assert_close(bias, reference)
+    tall = torch.nn.Parameter(torch.randn(16, 4))  # more rows than columns: orthogonalised transposed
+    tall.grad = torch.randn(16, 4)
+    Muon([{"params": [tall], "muon": True}], lr=0.1).step()
+    assert tall.shape == (16, 4) and torch.isfinite(tall).all()
 
 
 def write_repeatedly(path: Path, payload: bytes, times: int) -> None:

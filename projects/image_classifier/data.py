@@ -157,6 +157,10 @@ class ImageDataModule(LightningDataModule):
         return DIGIT_CLASSES
 
     @property
+    def alternating_flip(self) -> bool:
+        return self.hparams.flip and self.hparams.alternating_flip
+
+    @property
     def in_channels(self) -> int:
         return 3 if self.hparams.dataset in ("cifar10", "folder") else 1
 
@@ -182,7 +186,7 @@ class ImageDataModule(LightningDataModule):
             val = test  # speed-run convention: train on every training image, validate on the test split
         # A folder without a test tree is evaluated on its held-out validation split.
         self.splits = {"train": train, "val": val, "test": val if test is None else test}
-        if self.hparams.alternating_flip:
+        if self.alternating_flip:
             self.flip_first = torch.rand(len(train[1])) < 0.5  # seeded by the run's seed, like every draw
 
     def channel_stats(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -291,7 +295,7 @@ class ImageDataModule(LightningDataModule):
         images, labels = self.splits[split]
         batch_size = self.hparams.batch_size if split == "train" else self.hparams.eval_batch_size
         tensors = (images, labels)
-        if split == "train" and self.hparams.flip and self.hparams.alternating_flip:
+        if split == "train" and self.alternating_flip:
             tensors += (self.flip_first,)  # each batch carries its images' flip pattern
         return DataLoader(
             TensorDataset(*tensors),
@@ -326,7 +330,7 @@ class ImageDataModule(LightningDataModule):
         if self.trainer is not None and self.trainer.training:
             if self.hparams.crop_padding > 0:
                 images = random_crop(images, self.hparams.crop_padding)
-            if self.hparams.flip and self.hparams.alternating_flip:
+            if self.alternating_flip:
                 flip = batch[2] ^ bool(self.trainer.current_epoch % 2)
                 images = torch.where(flip[:, None, None, None], images.flip(-1), images)
             elif self.hparams.flip:
