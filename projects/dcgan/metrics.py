@@ -9,10 +9,10 @@ Features are extracted once per batch and fed to torchmetrics' FID/KID through a
 from pathlib import Path
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
+from torchmetrics.aggregation import CatMetric
 from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.kid import KernelInceptionDistance
 from torchmetrics.utilities.imports import _TORCH_FIDELITY_AVAILABLE
@@ -51,20 +51,26 @@ class ClassifierSampleQuality:
         self.input_channels = getattr(getattr(classifier, "hparams", {}), "in_channels", None)
         self.class_names = list(classifier.class_names)
         self.confidence_threshold = confidence_threshold
-        self.device = next(classifier.parameters(), torch.empty(0)).device  # where the classifier lives
-        num_features = self.embed(torch.zeros(2, *image_shape, device=self.device))[0].shape[-1]
+        device = next(classifier.parameters(), torch.empty(0)).device  # where the classifier lives
+        num_features = self.embed(torch.zeros(2, *image_shape, device=device))[0].shape[-1]
         # "real" is always the reference; "fake" is the generated set, or the held-out set for the floor.
         self.generated = frechet_distance(num_features, keep_reference=True)
         self.floor = frechet_distance(num_features, keep_reference=False)
         self.floor_value: float | None = None
-        self.real_confident = self.real_count = 0
+        # Per-image top probabilities and classes; torchmetrics gathers them from every DDP process.
+        self.real_confidence, self.sample_confidence, self.sample_class = (
+            CatMetric(),
+            CatMetric(),
+            CatMetric(),
+        )
+        self.real_confident_share: float | None = None
         self.shares: dict[str, float] = {}
-        self.reset()
 
     def to(self, device: torch.device) -> "ClassifierSampleQuality":
-        for part in (self.classifier, self.generated, self.floor):
+        parts = (self.classifier, self.generated, self.floor, self.real_confidence, self.sample_confidence,
+                 self.sample_class)  # fmt: skip
+        for part in parts:
             part.to(device)
-        self.device = torch.device(device)
         return self
 
     @torch.no_grad()
@@ -91,13 +97,12 @@ class ClassifierSampleQuality:
         if kind == "generated":
             self.generated.update(features, real=False)
             confidence, predicted = probabilities.max(dim=-1)
-            self.confident += int((confidence >= self.confidence_threshold).sum())
-            self.class_counts += torch.bincount(predicted.cpu(), minlength=len(self.class_names))
+            self.sample_confidence.update(confidence)
+            self.sample_class.update(predicted)
         elif kind == "heldout":
             self.floor.update(features, real=False)
             # Real images set the bar for confidence too (label smoothing, for one, keeps them below 0.9).
-            self.real_confident += int((probabilities.max(dim=-1).values >= self.confidence_threshold).sum())
-            self.real_count += len(images)
+            self.real_confidence.update(probabilities.max(dim=-1).values)
         else:
             self.generated.update(features, real=True)
             self.floor.update(features, real=True)
@@ -106,37 +111,29 @@ class ClassifierSampleQuality:
         if self.floor_value is None:
             self.floor_value = float(self.floor.compute())
             self.floor.reset()
-            self.real_confident, self.real_count = self._summed_over_processes(
-                self.real_confident, self.real_count
-            )
-        confident, *counts = self._summed_over_processes(self.confident, *self.class_counts.tolist())
-        total = max(sum(counts), 1)
-        self.shares = {name: count / total for name, count in zip(self.class_names, counts, strict=True)}
+            self.real_confident_share = self._confident_share(self.real_confidence.compute())
+        counts = torch.bincount(self.sample_class.compute().long(), minlength=len(self.class_names))
+        total = max(int(counts.sum()), 1)
+        self.shares = {name: int(count) / total for name, count in zip(self.class_names, counts, strict=True)}
         return {
             "classifier_fd": float(self.generated.compute()),
             "classifier_fd_real_floor": self.floor_value,
-            "confident_share": confident / total,
-            "confident_share_real": self.real_confident / max(self.real_count, 1),
+            "confident_share": self._confident_share(self.sample_confidence.compute()),
+            "confident_share_real": self.real_confident_share,
             "class_share_min": min(self.shares.values()),
             "class_share_max": max(self.shares.values()),
         }
 
-    def _summed_over_processes(self, *counts: int) -> list[int]:
-        """Under DDP each process counts its own images (torchmetrics syncs the Frechet states itself)."""
-        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-            return list(counts)
-        summed = torch.tensor(counts, dtype=torch.long, device=self.device)
-        dist.all_reduce(summed)
-        return summed.tolist()
+    def _confident_share(self, confidence: torch.Tensor) -> float:
+        return float((confidence >= self.confidence_threshold).sum()) / max(len(confidence), 1)
 
     def class_shares(self) -> dict[str, float]:
         """Share of the generated samples the classifier assigns to each class, as of the last `compute()`."""
         return self.shares
 
     def reset(self) -> None:
-        self.generated.reset()
-        self.confident = 0
-        self.class_counts = torch.zeros(len(self.class_names), dtype=torch.long)
+        for part in (self.generated, self.sample_confidence, self.sample_class):
+            part.reset()
 
 
 class InceptionSampleQuality:

@@ -67,9 +67,8 @@ def write_synthetic_corpus(folder: Path, size: int, seed: int = 0) -> dict[str, 
         lines = ["sentence\tlabel"] + [
             f"{text}\t{label}" for text, label in (synthetic_review(rng) for _ in range(rows))
         ]
-        with atomic_path(
-            path
-        ) as partial:  # DDP ranks write it at once, and may read another's copy meanwhile
+        # DDP ranks write it at once, and may read another's copy meanwhile.
+        with atomic_path(path) as partial:
             partial.write_text("\n".join(lines) + "\n")
         files[split] = path
     return files
