@@ -50,6 +50,11 @@ def check_utf8(path: Path) -> None:
         ) from None
 
 
+def rows_with_text(texts: list[Any]) -> list[int]:
+    """Indices of the rows whose text is a non-blank string: the rows a split keeps."""
+    return [index for index, text in enumerate(texts) if isinstance(text, str) and text.strip()]
+
+
 def label_ids(
     values: list[Any], label_names: list[str], source: str, rows: list[int] | None = None
 ) -> list[int]:
@@ -318,7 +323,7 @@ class SentimentDataModule(LightningDataModule):
             dataset[hp.text_column][:],
             dataset[hp.label_column][:],
         )  # [:]: a list, not a lazy Column
-        keep = [index for index, text in enumerate(texts) if isinstance(text, str) and text.strip()]
+        keep = rows_with_text(texts)
         self.skipped_rows[split] = len(texts) - len(keep)
         if self.skipped_rows[split]:
             rank_zero_warn(f"skipped {self.skipped_rows[split]} {split} rows with empty text")
@@ -329,7 +334,7 @@ class SentimentDataModule(LightningDataModule):
     def _clean(self, dataset) -> tuple[list[str], list[int], list[int]]:
         """Texts, label ids and kept row indices of a checked split (rows with empty text dropped)."""
         texts, labels = dataset[self.hparams.text_column][:], dataset[self.hparams.label_column][:]
-        keep = [index for index, text in enumerate(texts) if isinstance(text, str) and text.strip()]
+        keep = rows_with_text(texts)
         ids = label_ids([labels[index] for index in keep], self.label_names, "data")
         return [texts[index].strip() for index in keep], ids, keep
 
