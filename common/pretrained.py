@@ -1,10 +1,13 @@
-"""Load a module that another project trained, from its checkpoint alone, so projects never import each other.
+"""Load a module that another project trained, from its checkpoint alone, so projects never import each other;
+and check that a checkpoint fits the run restoring it (`require_same_hparams`).
 
 Example: `classifier = load_image_classifier("runs/image_classifier/<run id>/checkpoints/best.ckpt")`, then
 `classifier(images)` (logits) and `classifier.embed(images)` (features) for floats in [0, 1] `(N, C, H, W)`.
 """
 
 import importlib
+import reprlib
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -104,3 +107,29 @@ def saved_image_size(checkpoint: dict[str, Any]) -> int | None:
         if isinstance(value, dict) and isinstance(value.get("image_size"), int):
             return value["image_size"]
     return None
+
+
+def as_list(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def require_same_hparams(
+    checkpoint: dict[str, Any], hparams: Mapping[str, Any], names: Iterable[str]
+) -> None:
+    """One-line error when a checkpoint was trained with other values of `names` than this run's module has.
+
+    For a module's `on_load_checkpoint`: the values the CLI links from the data (classes, channels, sizes)
+    decide the shapes of the weights, so a run restoring a checkpoint needs the data settings it was trained
+    with, which the training run's `config.yaml` holds.
+    """
+    saved = checkpoint.get("hyper_parameters", {})
+    for name in names:
+        if name not in saved:
+            continue
+        before, now = saved[name], hparams.get(name)
+        if as_list(before) != as_list(now):  # a YAML round trip turns tuples into lists
+            raise UserInputError(
+                f"the checkpoint was trained with {name}={reprlib.repr(before)} but this run has "
+                f"{reprlib.repr(now)}; pass the training run's config (--config runs/<project>/<run>/config.yaml) "
+                "or the same --data options"
+            )

@@ -272,6 +272,10 @@ def test_predict_writes_csv(tmp_path):
     assert all(0.5 <= float(row["probability"]) <= 1 for row in rows)  # the top class of two
     assert sorted(row["file"] for row in rows) == sorted(str(p) for p in (root / "test").rglob("*.*"))
 
+    # Without the training run's data settings, the two-class checkpoint meets the digits' ten classes.
+    with pytest.raises(SystemExit, match=r"trained with class_names=\['cat', 'dog'\] but this run has \['0'"):
+        main(["predict", f"--ckpt_path={checkpoint}", f"--data.predict_dir={root / 'test'}"])
+
 
 def test_wandb_offline_run_records_config_and_final_metrics(monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")

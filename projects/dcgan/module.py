@@ -12,7 +12,7 @@ from torchvision.utils import save_image
 
 from common import media
 from common.errors import UserInputError
-from common.pretrained import load_image_classifier
+from common.pretrained import load_image_classifier, require_same_hparams
 from common.runs import run_directory
 from projects.dcgan.metrics import ClassifierSampleQuality, inception_metrics_or_none
 from projects.dcgan.model import Discriminator, Generator
@@ -191,6 +191,10 @@ class DCGAN(LightningModule):
         for norm in norms:
             norm.momentum = 0.1
         self.generator_ema.eval()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        # A checkpoint restores only into a run whose data settings shaped the same weights.
+        require_same_hparams(checkpoint, self.hparams, ("image_channels", "image_size"))
 
     def configure_optimizers(self):
         generator = torch.optim.Adam(

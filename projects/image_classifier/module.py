@@ -10,6 +10,7 @@ from torch import nn
 
 from common.metrics import classification_metrics
 from common.optim import Muon, parameter_groups, warmup_schedule
+from common.pretrained import require_same_hparams
 from projects.image_classifier.model import CompactConvNet
 
 
@@ -138,6 +139,10 @@ class ImageClassifier(LightningModule):
             {"file": path, "class": self.class_names[index], "probability": round(float(p), 6)}
             for path, index, p in zip(paths, predicted.tolist(), confidence.tolist(), strict=True)
         ]
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        # A checkpoint restores only into a run whose data settings shaped the same weights.
+        require_same_hparams(checkpoint, self.hparams, ("class_names", "in_channels"))
 
     def configure_optimizers(self):
         scale = self.hparams.norm_lr_scale

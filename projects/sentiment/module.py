@@ -13,6 +13,7 @@ from common import media
 from common.errors import UserInputError
 from common.metrics import StageMetrics
 from common.optim import parameter_groups, warmup_schedule
+from common.pretrained import require_same_hparams
 from projects.sentiment.model import EmbeddingClassifier, RecurrentClassifier
 
 
@@ -154,6 +155,10 @@ class SentimentClassifier(LightningModule):
             }
             rows.append({"line": line, "text": text, "label": self.class_names[best], **probability_columns})
         return rows
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        # A checkpoint restores only into a run whose data settings shaped the same weights.
+        require_same_hparams(checkpoint, self.hparams, ("class_names", "vocab_size"))
 
     def configure_optimizers(self):
         optimizer = torch.optim.AdamW(

@@ -15,6 +15,7 @@ from common import media
 from common.errors import UserInputError
 from common.metrics import StageMetrics
 from common.optim import warmup_schedule
+from common.pretrained import require_same_hparams
 from projects.time_series.model import SegRNN
 
 # network(input_channels, output_channels, lookback, horizon) -> nn.Module mapping (B, L, C_in) to (B, H, C_out)
@@ -197,6 +198,14 @@ class Forecaster(LightningModule):
 
     def on_test_epoch_end(self) -> None:
         self._log_error_by_step("test")
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        # A checkpoint restores only into a run whose data settings shaped the same weights.
+        require_same_hparams(
+            checkpoint,
+            self.hparams,
+            ("input_channels", "output_channels", "lookback", "horizon", "target_names"),
+        )
 
     def configure_optimizers(self):
         parameters = [parameter for parameter in self.parameters() if parameter.requires_grad]

@@ -12,6 +12,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from common.media import log_video
 from common.metrics import StageMetrics
 from common.optim import parameter_groups, warmup_schedule
+from common.pretrained import require_same_hparams
 from projects.video_classifier.data import MEAN, PROCEDURAL_CLASSES, STD
 from projects.video_classifier.model import SmallR2Plus1D
 
@@ -137,6 +138,10 @@ class VideoClassifier(LightningModule):
             for true, guess in zip(target[:count].tolist(), preds[:count].tolist(), strict=True)
         )
         log_video(self.trainer, "val/example_clips", frames, fps=4, caption=caption)
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        # A checkpoint restores only into a run whose data settings shaped the same weights.
+        require_same_hparams(checkpoint, self.hparams, ("class_names",))
 
     def configure_optimizers(self) -> Any:
         optimizer = torch.optim.AdamW(
