@@ -232,6 +232,20 @@ def test_overfits_a_tiny_series(name):
     assert loss.item() < 0.1 * first
 
 
+@pytest.mark.parametrize("name", ["segrnn", "segrnn_lstm_no_revin"])
+def test_segrnn_forecasts_in_float32_under_bf16_autocast(name):
+    """The ETTh1 recipe trains under bf16 autocast, whose 8-bit mantissa steps by 0.5 near 100: the window's level
+    must be taken off and put back in float32, so the forecast is float32 and close to the float32 forecast."""
+    torch.manual_seed(0)
+    network = NETWORKS[name](2, 2, LOOKBACK, HORIZON).eval()
+    inputs = 100 + torch.randn(4, LOOKBACK, 2)
+    full = network(inputs)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = network(inputs)
+    assert mixed.dtype == torch.float32
+    assert (mixed - full).abs().max() < 0.05
+
+
 def test_segrnn_rejects_lengths_that_are_not_whole_segments():
     with pytest.raises(Exception, match="multiples of segment_length"):
         SegRNN(1, 1, lookback=100, horizon=48, segment_length=48)
