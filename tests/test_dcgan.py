@@ -3,6 +3,9 @@
 import json
 import math
 import multiprocessing
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -17,7 +20,7 @@ from common.pretrained import load_image_classifier
 from projects.dcgan.data import GanImageDataModule
 from projects.dcgan.metrics import ClassifierSampleQuality, InceptionSampleQuality, inception_metrics_or_none
 from projects.dcgan.model import Discriminator, Generator
-from projects.dcgan.module import DCGAN, discriminator_loss, generator_loss, slerp
+from projects.dcgan.module import DCGAN, discriminator_loss, generator_loss, r1_penalty, slerp
 from projects.dcgan.train import main
 
 TINY = ["--model.generator_width", "8", "--model.discriminator_width", "8", "--model.grid_rows", "1"]
@@ -60,13 +63,13 @@ def fit(*extra: str) -> None:
 
 
 @pytest.mark.parametrize("size", [28, 32, 64])
-@pytest.mark.parametrize("spectral_norm", [False, True])
-def test_shapes_for_every_architecture(size, spectral_norm):
+@pytest.mark.parametrize("norm", ["batch", "spectral", "none"])
+def test_shapes_for_every_architecture(size, norm):
     generator = Generator(latent_dim=16, channels=3, image_size=size, width=8)
     images = generator(torch.randn(4, 16))
     assert images.shape == (4, 3, size, size)
     assert images.abs().max() <= 1  # tanh output
-    assert Discriminator(3, size, width=8, spectral_norm=spectral_norm)(images).shape == (4,)
+    assert Discriminator(3, size, width=8, norm=norm)(images).shape == (4,)
 
 
 def test_unsupported_image_size_is_a_clear_error():
@@ -99,12 +102,32 @@ def test_every_parameter_gets_a_gradient():
         assert parameter.grad is not None and parameter.grad.abs().sum() > 0, name
 
 
+def test_r1_penalty_matches_hand_computed_gradients():
+    images = torch.randn(3, 1, 2, 2, requires_grad=True)
+    weights = torch.tensor([1.0, 2.0, -2.0, 4.0]).view(1, 1, 2, 2)
+    # A linear critic has the same gradient, its weights, at every image: squared norm 1 + 4 + 4 + 16.
+    assert r1_penalty(images, (images * weights).sum(dim=(1, 2, 3))).item() == pytest.approx(25)
+    # x -> |x|^2 has gradient 2x: the penalty is the mean of 4 |x|^2.
+    expected = (4 * images.detach().pow(2).sum(dim=(1, 2, 3))).mean().item()
+    assert r1_penalty(images, images.pow(2).sum(dim=(1, 2, 3))).item() == pytest.approx(expected)
+
+
+def test_bad_r1_settings_are_clear_errors():
+    with pytest.raises(UserInputError, match="r1_gamma needs a discriminator without batch norm.*none"):
+        DCGAN(image_size=28, r1_gamma=1.0, discriminator_norm="batch")
+    with pytest.raises(UserInputError, match="model.r1_every is 0; it counts discriminator steps"):
+        DCGAN(image_size=28, r1_gamma=1.0, discriminator_norm="none", r1_every=0)
+
+
 # Not hinge with spectral norm here: the logit's bias then gets exactly zero gradient (-1 + 1) while
 # every logit sits inside the margin, so it would rightly stay put.
-@pytest.mark.parametrize(("loss", "spectral_norm"), [("non_saturating", True), ("hinge", False)])
-def test_manual_optimization_steps_update_both_networks(loss, spectral_norm):
+@pytest.mark.parametrize(
+    ("loss", "norm", "r1_gamma"),
+    [("non_saturating", "spectral", 0), ("hinge", "batch", 0), ("non_saturating", "none", 10)],
+)
+def test_manual_optimization_steps_update_both_networks(loss, norm, r1_gamma):
     module = DCGAN(image_channels=1, image_size=28, latent_dim=8, generator_width=8, discriminator_width=8, loss=loss,
-                   spectral_norm=spectral_norm, ema_decay=0.5, grid_rows=1)  # fmt: skip
+                   discriminator_norm=norm, r1_gamma=r1_gamma, r1_every=2, ema_decay=0.5, grid_rows=1)  # fmt: skip
     before = {name: p.detach().clone() for name, p in module.named_parameters()}
     data = GanImageDataModule(image_size=28, batch_size=16, quality_samples=32)
     trainer = Trainer(max_steps=6, limit_val_batches=0, logger=False, enable_checkpointing=False,
@@ -115,7 +138,7 @@ def test_manual_optimization_steps_update_both_networks(loss, spectral_norm):
         assert all(flag for name, flag in changed.items() if name.startswith(prefix)), [
             n for n, f in changed.items() if not f
         ]
-    for key in ("train/d_loss", "train/g_loss"):
+    for key in ("train/d_loss", "train/g_loss") + (("train/r1_penalty",) if r1_gamma else ()):
         assert torch.isfinite(trainer.callback_metrics[key])
     assert trainer.fit_loop.epoch_loop.batch_progress.current.completed == 3  # two optimiser steps per batch
 
@@ -333,6 +356,23 @@ def test_fit_writes_sample_grids_and_predict_writes_pngs(tmp_path):
     ]
     rows = pd.read_csv(next((tmp_path / "runs" / "dcgan").glob("version_1/predictions.csv")))
     assert list(rows["index"]) == [0, 1, 2, 3, 4]
+
+
+def test_ddp_two_cpu_processes_with_the_r1_penalty(tmp_path):
+    # Two backward passes per batch, one of them through R1's double backward: DDP must sync both networks.
+    command = [sys.executable, str(Path(__file__).parents[1] / "projects/dcgan/train.py"), "fit", *TINY, *TINY_DATA,
+               *QUIET, "--trainer.max_epochs=1", "--trainer.limit_train_batches=4", "--trainer.log_every_n_steps=1",
+               "--checkpoint.monitor=null",
+               "--model.discriminator_norm=none", "--model.r1_gamma=10", "--model.r1_every=2",
+               "--trainer.devices=2", "--trainer.strategy=ddp"]  # fmt: skip
+    env = {**os.environ, "WANDB_MODE": "disabled"}
+    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, "\n".join(result.stderr.splitlines()[-30:])
+    assert "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in result.stderr + result.stdout
+    metrics = pd.read_csv(next((tmp_path / "runs" / "dcgan").glob("*/metrics.csv")))
+    penalties = metrics["train/r1_penalty"].dropna()
+    # Measured on batches 0 and 2 of 4 (every 2nd D step); the logger repeats a value until it is logged again.
+    assert penalties.gt(0).all() and penalties.nunique() == 2
 
 
 @pytest.fixture

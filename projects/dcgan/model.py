@@ -4,6 +4,8 @@ Both networks are stacks of stride-2 (transposed) convolutions between the image
 7x7 for 28-pixel images, 4x4 for 32 and 64. The width doubles at every halving of the resolution.
 """
 
+from typing import Literal
+
 import torch
 from torch import nn
 from torch.nn.utils import spectral_norm as with_spectral_norm
@@ -66,28 +68,36 @@ class Discriminator(nn.Module):
         channels: image channels.
         image_size: 28, 32 or 64.
         width: channels of the first feature map; later ones double per stage.
-        spectral_norm: spectrally normalise every convolution (Miyato et al., 2018) instead of batch norm.
+        norm: `batch` (the paper's batch norm after every hidden convolution), `spectral` (every convolution
+            spectrally normalised, Miyato et al., 2018) or `none` (for a gradient penalty, which batch norm would
+            mix across the batch).
     """
 
-    def __init__(self, channels: int, image_size: int, width: int = 64, spectral_norm: bool = False) -> None:
+    def __init__(
+        self,
+        channels: int,
+        image_size: int,
+        width: int = 64,
+        norm: Literal["batch", "spectral", "none"] = "batch",
+    ) -> None:
         super().__init__()
         base_size, stages = architecture(image_size)
 
         def conv(in_channels: int, out_channels: int, kernel: int, stride: int, padding: int) -> nn.Module:
-            layer = nn.Conv2d(in_channels, out_channels, kernel, stride, padding, bias=spectral_norm)
-            return with_spectral_norm(layer) if spectral_norm else layer
+            layer = nn.Conv2d(in_channels, out_channels, kernel, stride, padding, bias=norm != "batch")
+            return with_spectral_norm(layer) if norm == "spectral" else layer
 
         # No normalisation on the first layer (as in the paper): it sees raw pixels.
         layers, hidden = [conv(channels, width, 4, 2, 1), nn.LeakyReLU(0.2, True)], width
         for _ in range(stages - 1):
             layers.append(conv(hidden, hidden * 2, 4, 2, 1))
-            if not spectral_norm:
+            if norm == "batch":
                 layers.append(nn.BatchNorm2d(hidden * 2))
             layers.append(nn.LeakyReLU(0.2, True))
             hidden *= 2
         layers.append(conv(hidden, 1, base_size, 1, 0))  # (B, hidden, base, base) -> (B, 1, 1, 1)
         self.layers = nn.Sequential(*layers)
-        if not spectral_norm:
+        if norm != "spectral":
             self.apply(dcgan_init)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:

@@ -7,6 +7,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from lightning.pytorch import LightningModule
+from lightning.pytorch.strategies import DDPStrategy
 from lightning.pytorch.utilities import rank_zero_info
 from torchvision.utils import save_image
 
@@ -32,6 +33,13 @@ def generator_loss(fake_logits: torch.Tensor, loss: str) -> torch.Tensor:
     return F.softplus(-fake_logits).mean()
 
 
+def r1_penalty(real: torch.Tensor, real_logits: torch.Tensor) -> torch.Tensor:
+    """R1 (Mescheder et al., 2018): the mean squared norm of D's gradient at real images `real` (which must
+    require grad), kept differentiable so that D learns to be flat around the data."""
+    (gradients,) = torch.autograd.grad(real_logits.sum(), real, create_graph=True)
+    return gradients.float().pow(2).flatten(1).sum(dim=1).mean()
+
+
 def slerp(start: torch.Tensor, end: torch.Tensor, steps: int) -> torch.Tensor:
     """Spherical interpolation `(steps, D)` between latents `(D,)`: stays at the radius Gaussian latents live on."""
     weights = torch.linspace(0, 1, steps, device=start.device)[:, None]
@@ -49,7 +57,11 @@ class DCGAN(LightningModule):
         generator_width: channels of the generator's last hidden layer (doubling towards the latent).
         discriminator_width: channels of the discriminator's first layer (doubling towards the logit).
         loss: `non_saturating` (the paper's binary cross-entropy) or `hinge`.
-        spectral_norm: spectral normalisation (instead of batch norm) in the discriminator.
+        discriminator_norm: `batch` (the paper's), `spectral` (Miyato et al., 2018) or `none`.
+        r1_gamma: weight gamma of the R1 gradient penalty on real images, gamma / 2 * E|grad D(x)|^2; 0 turns it
+            off. Use it with `discriminator_norm: none`.
+        r1_every: apply R1 on every this many discriminator steps, weighted by as much (lazy regularisation,
+            Karras et al., 2020): the double backward costs a fraction of the time at about the same effect.
         generator_lr: Adam learning rate of the generator.
         discriminator_lr: Adam learning rate of the discriminator.
         betas: Adam betas for both optimisers (beta1 = 0.5 as in the paper).
@@ -74,7 +86,9 @@ class DCGAN(LightningModule):
         generator_width: int = 64,
         discriminator_width: int = 64,
         loss: Literal["non_saturating", "hinge"] = "non_saturating",
-        spectral_norm: bool = False,
+        discriminator_norm: Literal["batch", "spectral", "none"] = "batch",
+        r1_gamma: float = 0.0,
+        r1_every: int = 4,
         generator_lr: float = 2e-4,
         discriminator_lr: float = 2e-4,
         betas: tuple[float, float] = (0.5, 0.999),
@@ -92,7 +106,18 @@ class DCGAN(LightningModule):
         self.save_hyperparameters(ignore=["classifier_checkpoint", "inception_weights", "sample_dir"])
         self.automatic_optimization = False
         self.generator = Generator(latent_dim, image_channels, image_size, generator_width)
-        self.discriminator = Discriminator(image_channels, image_size, discriminator_width, spectral_norm)
+        if r1_gamma > 0 and discriminator_norm == "batch":
+            raise UserInputError(
+                "model.r1_gamma needs a discriminator without batch norm (it would mix the per-image gradients "
+                "across the batch); set --model.discriminator_norm none (or spectral)"
+            )
+        if r1_every < 1:
+            raise UserInputError(
+                f"model.r1_every is {r1_every}; it counts discriminator steps, so use 1 or more"
+            )
+        self.discriminator = Discriminator(
+            image_channels, image_size, discriminator_width, discriminator_norm
+        )
         # The EMA copy is only ever written by `update_ema`, never by an optimiser.
         self.generator_ema = (
             copy.deepcopy(self.generator).requires_grad_(False) if ema_decay is not None else None
@@ -134,10 +159,19 @@ class DCGAN(LightningModule):
         fake = self.generator(latents)
 
         self.toggle_optimizer(discriminator_optimizer)
+        every = self.hparams.r1_every
+        batches_so_far = self.global_step // 2  # manual optimisation counts both optimisers' steps
+        regularize = self.hparams.r1_gamma > 0 and batches_so_far % every == 0
+        real.requires_grad_(regularize)
         real_logits, fake_logits = self.discriminator(real), self.discriminator(fake.detach())
         d_loss = discriminator_loss(real_logits, fake_logits, self.hparams.loss)
+        total = d_loss
+        if regularize:
+            penalty = r1_penalty(real, real_logits)
+            total = d_loss + self.hparams.r1_gamma / 2 * every * penalty
+            self.log("train/r1_penalty", penalty, batch_size=len(real))
         discriminator_optimizer.zero_grad(set_to_none=True)
-        self.manual_backward(d_loss)
+        self.manual_backward(total)
         discriminator_optimizer.step()
         self.untoggle_optimizer(discriminator_optimizer)
 
@@ -214,6 +248,12 @@ class DCGAN(LightningModule):
                 f"checkpoint.monitor is {monitor} but model.classifier_checkpoint is not set; pass a classifier "
                 "checkpoint, or --checkpoint.monitor null to keep only the last checkpoint"
             )
+        strategy = self.trainer.strategy
+        if stage == "fit" and isinstance(strategy, DDPStrategy):
+            # Each backward pass trains one network: the other is detached or frozen, so it gets no gradient,
+            # which DDP must be told (else "parameters that were not used"; Lightning issue #20328). Set here,
+            # before the strategy wraps the module, so that `--trainer.strategy ddp` works as it does elsewhere.
+            strategy._ddp_kwargs["find_unused_parameters"] = True
         # Loaded here, before any training, so a bad path fails at once.
         wanted = stage in ("fit", "validate", "test") and self.classifier_checkpoint
         if wanted and "classifier" not in self.frozen:
