@@ -2,6 +2,7 @@
 
 import netrc
 import os
+import sys
 from pathlib import Path
 
 from lightning.pytorch import Trainer
@@ -43,7 +44,6 @@ def _has_wandb_credentials() -> bool:
 
 def finish_wandb_run() -> None:
     """Close the active W&B run, if any, so its files are complete and the next CLI call starts a new run."""
-    import wandb
-
-    if wandb.run is not None:
+    wandb = sys.modules.get("wandb")  # never imported: no run to close (and no cost of importing it)
+    if wandb is not None and wandb.run is not None:
         wandb.finish()

@@ -3,6 +3,7 @@
 import csv
 import json
 import multiprocessing
+import time
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,14 @@ from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.loggers import CSVLogger
 
 from common import media
-from common.callbacks import ConfusionMatrixLogger, Lookahead, PredictionWriter, batch_size_of
+from common.callbacks import (
+    ConfusionMatrixLogger,
+    Lookahead,
+    PredictionWriter,
+    ThroughputLogger,
+    batch_size_of,
+)
+from common.data import tensor_loader
 from common.files import atomic_path
 from common.metrics import StageMetrics, classification_metrics
 from common.optim import Muon, orthogonalize
@@ -120,6 +128,64 @@ def test_prediction_writer_formats(suffix, tmp_path):
             rows[0][0],
             rows[1][0],
         ]
+
+
+def test_tensor_loader_gathers_whole_rows_in_batches():
+    images = torch.arange(10 * 3).view(10, 3)  # row i holds 3i, 3i + 1, 3i + 2
+    labels = torch.arange(10)
+    ordered = list(tensor_loader(images, labels, batch_size=4, shuffle=False))
+    assert [len(batch[1]) for batch in ordered] == [4, 4, 2]  # an unshuffled loader keeps the last rows
+    assert torch.equal(torch.cat([batch[0] for batch in ordered]), images)
+    torch.manual_seed(0)
+    shuffled = list(tensor_loader(images, labels, batch_size=4, shuffle=True))
+    assert [len(batch[1]) for batch in shuffled] == [4, 4]  # equal batches: the incomplete one is dropped
+    seen = torch.cat([batch[1] for batch in shuffled])
+    assert len(set(seen.tolist())) == 8 and not torch.equal(seen, torch.arange(8))
+    for batch_images, batch_labels in shuffled:  # rows stay whole: each image beside its own label
+        assert torch.equal(batch_images[:, 0], 3 * batch_labels)
+    assert (
+        len(list(tensor_loader(images[:3], labels[:3], batch_size=4, shuffle=True))) == 1
+    )  # one short batch
+
+
+def test_throughput_logger_leaves_validation_out_of_the_training_time(tmp_path):
+    class SlowValidation(LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.layer = torch.nn.Linear(1, 1)
+
+        def training_step(self, batch, batch_idx):
+            return self.layer(batch).sum()
+
+        def validation_step(self, batch, batch_idx):
+            time.sleep(0.3)
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+        def train_dataloader(self):
+            return torch.utils.data.DataLoader(torch.zeros(4, 1), batch_size=2)
+
+        def val_dataloader(self):
+            return torch.utils.data.DataLoader(torch.zeros(1, 1), batch_size=1)
+
+    throughput = ThroughputLogger()
+    trainer = Trainer(max_epochs=2, callbacks=[throughput], logger=CSVLogger(tmp_path, name="demo"),
+                      num_sanity_val_steps=0, enable_checkpointing=False, enable_progress_bar=False,
+                      enable_model_summary=False, accelerator="cpu")  # fmt: skip
+    start = time.perf_counter()
+    trainer.fit(SlowValidation())
+    assert time.perf_counter() - start > 0.6  # two validations of 0.3 s each ran
+    assert 0 < throughput.train_seconds < 0.3 and len(throughput.epoch_seconds) == 2
+    assert all(0 < seconds < 0.3 for seconds in throughput.epoch_seconds)
+    logged = list(csv.DictReader((tmp_path / "demo" / "version_0" / "metrics.csv").read_text().splitlines()))
+    assert [float(row["perf/train_seconds"]) for row in logged if row.get("perf/train_seconds")] == [
+        pytest.approx(throughput.train_seconds)
+    ]
+    samples_per_sec = [
+        float(row["perf/samples_per_sec"]) for row in logged if row.get("perf/samples_per_sec")
+    ]
+    assert len(samples_per_sec) == 2 and min(samples_per_sec) > 4 / 0.3
 
 
 def test_lookahead_by_hand():

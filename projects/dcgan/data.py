@@ -15,8 +15,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from lightning.pytorch import LightningDataModule
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader
 
+from common.data import tensor_loader
 from common.errors import UserInputError
 from common.files import atomic_path
 from projects.dcgan.model import architecture
@@ -235,13 +236,8 @@ class GanImageDataModule(LightningDataModule):
         images, labels = self.splits[split]
         images, labels = images[:count], labels[:count]
         batch_size = self.hparams.batch_size if split == "train" else self.hparams.eval_batch_size
-        return DataLoader(
-            TensorDataset(images, labels),
-            batch_size=batch_size,
-            shuffle=shuffle,
-            drop_last=shuffle and len(labels) > batch_size,  # equal batches keep batch-norm statistics steady
-            num_workers=self.hparams.num_workers,
-            persistent_workers=self.hparams.num_workers > 0,
+        return tensor_loader(
+            images, labels, batch_size=batch_size, shuffle=shuffle, num_workers=self.hparams.num_workers
         )
 
     def train_dataloader(self) -> DataLoader:

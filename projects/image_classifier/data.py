@@ -14,8 +14,9 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch import LightningDataModule
 from PIL import Image, UnidentifiedImageError
-from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torch.utils.data import DataLoader, Dataset
 
+from common.data import tensor_loader
 from common.errors import UserInputError
 from common.files import atomic_path
 
@@ -297,13 +298,8 @@ class ImageDataModule(LightningDataModule):
         tensors = (images, labels)
         if split == "train" and self.alternating_flip:
             tensors += (self.flip_first,)  # each batch carries its images' flip pattern
-        return DataLoader(
-            TensorDataset(*tensors),
-            batch_size=batch_size,
-            shuffle=shuffle,
-            drop_last=shuffle and len(labels) > batch_size,
-            num_workers=self.hparams.num_workers,
-            persistent_workers=self.hparams.num_workers > 0,
+        return tensor_loader(
+            *tensors, batch_size=batch_size, shuffle=shuffle, num_workers=self.hparams.num_workers
         )
 
     def train_dataloader(self) -> DataLoader:
