@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch import Trainer
 
-from common.callbacks import ThroughputLogger
+from common.callbacks import ThroughputLogger, synchronized_clock
 from projects.image_classifier.data import ImageDataModule
 from projects.image_classifier.model import CompactConvNet
 from projects.image_classifier.module import ImageClassifier
@@ -81,12 +81,6 @@ def accuracy_run(root: Path, configs: list[str], extra: list[str]) -> dict:
         "epoch_seconds": throughput.epoch_seconds,
         "epochs": cli.trainer.current_epoch,
     }
-
-
-def synchronized_clock(device: torch.device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter()
 
 
 def plain_loop_seconds_per_step(datamodule: ImageDataModule, steps: int, network_args: dict) -> float:
@@ -150,6 +144,10 @@ def overhead(root: Path, steps: int) -> dict:
     return {"plain": plain, "lightning": lightning, "ratio": lightning / plain}
 
 
+def spread(values: torch.Tensor) -> str:
+    return f" ± {values.std():.2f}" if len(values) > 1 else ""
+
+
 def main_benchmark() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -162,6 +160,7 @@ def main_benchmark() -> None:
     parser.add_argument("--warmup-epochs", type=int, default=0,
                         help="first an untimed run of this many epochs (fills torch.compile's caches)")  # fmt: skip
     args, extra = parser.parse_known_args()  # the rest goes to the CLI, e.g. --trainer.max_epochs=2
+    extra = [arg for arg in extra if arg != "--"]  # the README's commands separate them with `--`
     configs = args.config or ["configs/image_classifier/cifar10_cpu.yaml"]
     os.environ.setdefault("WANDB_MODE", "disabled")
     root = unpack_cifar10()
@@ -182,7 +181,6 @@ def main_benchmark() -> None:
                          f"{result['seconds']:.1f} s fit+test", ""))  # fmt: skip
         accuracy = torch.tensor([100 * result["test_acc"] for result in results])
         train = torch.tensor([result["train_seconds"] for result in results])
-        spread = lambda values: f" ± {values.std():.2f}" if len(values) > 1 else ""  # noqa: E731
         rows.append((f"CIFAR-10 (JPEG copy) test accuracy, {len(results)} run(s)",
                      f"{accuracy.mean():.2f}%{spread(accuracy)}",
                      f"{train.mean():.2f}{spread(train)} s training; decode/cache {decode:.0f} s once",

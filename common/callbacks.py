@@ -64,6 +64,13 @@ def batch_size_of(batch: Any) -> int:
     return 0
 
 
+def synchronized_clock(device: torch.device) -> float:
+    """Wall-clock seconds once `device` has finished the work queued so far."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
+
+
 class ThroughputLogger(Callback):
     """Logs `perf/samples_per_sec` (whole epoch, data loading included) and `perf/step_time_ms` (compute) each
     epoch, and `perf/train_seconds` (the whole fit) at its end, all without the time spent validating;
@@ -73,11 +80,18 @@ class ThroughputLogger(Callback):
     """
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self.train_start, self.validation_seconds, self.epoch_seconds = self._now(pl_module), 0.0, []
+        self.train_start, self.validation_seconds, self.epoch_seconds = (
+            synchronized_clock(pl_module.device),
+            0.0,
+            [],
+        )
 
     def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self.samples, self.steps = 0, []
-        self.epoch_start, self.validation_seconds_before = self._now(pl_module), self.validation_seconds
+        self.epoch_start, self.validation_seconds_before = (
+            synchronized_clock(pl_module.device),
+            self.validation_seconds,
+        )
 
     def on_train_batch_start(
         self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int
@@ -91,33 +105,26 @@ class ThroughputLogger(Callback):
         self.samples += batch_size_of(batch)
 
     def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self.validation_start = self._now(pl_module)
+        self.validation_start = synchronized_clock(pl_module.device)
 
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if not trainer.sanity_checking:
-            self.validation_seconds += self._now(pl_module) - self.validation_start
+            self.validation_seconds += synchronized_clock(pl_module.device) - self.validation_start
 
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if not self.steps:
             return
         validation_seconds = self.validation_seconds - self.validation_seconds_before
-        elapsed = self._now(pl_module) - self.epoch_start - validation_seconds
+        elapsed = synchronized_clock(pl_module.device) - self.epoch_start - validation_seconds
         self.epoch_seconds.append(elapsed)
         step_seconds = [self._seconds(start, end) for start, end in self.steps]
         pl_module.log("perf/samples_per_sec", self.samples * trainer.world_size / elapsed)
         pl_module.log("perf/step_time_ms", 1000 * sum(step_seconds) / len(step_seconds))
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self.train_seconds = self._now(pl_module) - self.train_start - self.validation_seconds
+        self.train_seconds = synchronized_clock(pl_module.device) - self.train_start - self.validation_seconds
         for logger in trainer.loggers:
             logger.log_metrics({"perf/train_seconds": self.train_seconds}, step=trainer.global_step)
-
-    @staticmethod
-    def _now(pl_module: LightningModule) -> float:
-        """Wall-clock seconds once the device has finished the work queued so far."""
-        if pl_module.device.type == "cuda":
-            torch.cuda.synchronize(pl_module.device)
-        return time.perf_counter()
 
     @staticmethod
     def _mark(pl_module: LightningModule) -> float | torch.cuda.Event:
