@@ -158,7 +158,7 @@ def test_throughput_logger_leaves_validation_out_of_the_training_time(tmp_path):
             return self.layer(batch).sum()
 
         def validation_step(self, batch, batch_idx):
-            time.sleep(0.3)
+            time.sleep(1.0)
 
         def configure_optimizers(self):
             return torch.optim.SGD(self.parameters(), lr=0.1)
@@ -175,9 +175,9 @@ def test_throughput_logger_leaves_validation_out_of_the_training_time(tmp_path):
                       enable_model_summary=False, accelerator="cpu")  # fmt: skip
     start = time.perf_counter()
     trainer.fit(SlowValidation())
-    assert time.perf_counter() - start > 0.6  # two validations of 0.3 s each ran
-    assert 0 < throughput.train_seconds < 0.3 and len(throughput.epoch_seconds) == 2
-    assert all(0 < seconds < 0.3 for seconds in throughput.epoch_seconds)
+    assert time.perf_counter() - start > 2.0  # two validations of 1 s each ran
+    assert 0 < throughput.train_seconds < 1.0 and len(throughput.epoch_seconds) == 2
+    assert all(0 < seconds < 1.0 for seconds in throughput.epoch_seconds)
     logged = list(csv.DictReader((tmp_path / "demo" / "version_0" / "metrics.csv").read_text().splitlines()))
     assert [float(row["perf/train_seconds"]) for row in logged if row.get("perf/train_seconds")] == [
         pytest.approx(throughput.train_seconds)
@@ -185,7 +185,7 @@ def test_throughput_logger_leaves_validation_out_of_the_training_time(tmp_path):
     samples_per_sec = [
         float(row["perf/samples_per_sec"]) for row in logged if row.get("perf/samples_per_sec")
     ]
-    assert len(samples_per_sec) == 2 and min(samples_per_sec) > 4 / 0.3
+    assert len(samples_per_sec) == 2 and min(samples_per_sec) > 4 / 1.0
 
 
 def test_lookahead_by_hand():
