@@ -2,10 +2,13 @@
 
 The file is a LevelDB-style log (a 7-byte file header, then records of a 7-byte header and a chunk,
 never crossing a 32 KiB block) of protobuf `Record` messages; wandb 0.31 ships no Python reader.
+W&B's service process writes it: `finish()` can return before the last records reach the file, so readers
+wait for the run's exit record.
 """
 
 import json
 import struct
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,8 +29,8 @@ def records(path: Path) -> Iterator[wandb_internal_pb2.Record]:
             continue
         _checksum, length, kind = struct.unpack("<IHB", data[position : position + 7])
         position += 7
-        if kind == 0 and length == 0:
-            break
+        if (kind == 0 and length == 0) or position + length > len(data):
+            break  # the end, or a record still being written
         pending += data[position : position + length]
         position += length
         if kind in (FULL, LAST):
@@ -37,10 +40,20 @@ def records(path: Path) -> Iterator[wandb_internal_pb2.Record]:
             yield record
 
 
+def finished_records(path: Path, timeout: float = 60.0) -> list[wandb_internal_pb2.Record]:
+    """The run's records once its exit record is in the file (or `timeout` seconds have passed)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = list(records(path))
+        if any(record.HasField("exit") for record in found) or time.monotonic() > deadline:
+            return found
+        time.sleep(0.1)
+
+
 def config_and_summary(path: Path) -> tuple[dict, dict]:
-    """The run's config and its summary (the last value of every logged key)."""
+    """The finished run's config and its summary (the last value of every logged key)."""
     config, summary = {}, {}
-    for record in records(path):
+    for record in finished_records(path):
         kind = record.WhichOneof("record_type")
         if kind == "config":
             for item in record.config.update:
