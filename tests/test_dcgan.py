@@ -288,29 +288,40 @@ def test_inception_metrics_are_skipped_without_weights_and_checked_with_them(tmp
         InceptionSampleQuality(str(tmp_path / "missing.pth"))
 
 
-class StubInception(nn.Module):
-    """Stands in for torch-fidelity's network: uint8 RGB images -> the 64 "features" (pixels, tiled)."""
+def untrained_inception_weights(path: Path) -> Path:
+    """Write torch-fidelity's FID Inception-v3 with random weights, in the .pth form of the real ones.
 
-    def __init__(self, name, features_list, feature_extractor_weights_path=None) -> None:
-        super().__init__()
-        assert features_list == ["64"]
-        self.weights_path = feature_extractor_weights_path
+    The real weights cannot be downloaded here; the network, its weight loading and its input handling are
+    torch-fidelity's own. Convolutions get He initialisation so that features neither vanish nor explode
+    through the network's depth.
+    """
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
-    def forward(self, images):
-        assert images.dtype == torch.uint8 and images.shape[1] == 3
-        return images.float().flatten(1).div(255).repeat(1, 2)[:, :64]
+    class Untrained(FeatureExtractorInceptionV3):
+        def load_state_dict(self, state_dict, strict=True, assign=False):  # keep the random initialisation
+            return nn.modules.module._IncompatibleKeys([], [])
+
+    empty = path.with_suffix(".empty")
+    torch.save({}, empty)
+    torch.manual_seed(0)
+    network = Untrained("inception-v3-compat", ["2048"], str(empty))
+    for module in network.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+    torch.save(network.state_dict(), path)
+    return path
 
 
-def test_inception_metrics_on_stub_network(tmp_path, monkeypatch):
-    import torchmetrics.image.fid
+@pytest.fixture(scope="module")
+def inception_weights(tmp_path_factory) -> Path:
+    return untrained_inception_weights(tmp_path_factory.mktemp("inception") / "pt_inception.pth")
 
-    monkeypatch.setattr("projects.dcgan.metrics._TORCH_FIDELITY_AVAILABLE", True)
-    monkeypatch.setattr(torchmetrics.image.fid, "NoTrainInceptionV3", StubInception)
-    weights = tmp_path / "pt_inception.pth"
-    weights.write_bytes(b"stub")
-    metric = InceptionSampleQuality(str(weights), kid_subset_size=1000, kid_subsets=5, feature_size=64)
-    assert metric.inception.weights_path == str(weights)
-    images = torch.rand(100, 1, 4, 4)
+
+def test_inception_metrics_on_torch_fidelity_network(inception_weights):
+    metric = InceptionSampleQuality(
+        str(inception_weights), kid_subset_size=1000, kid_subsets=5, feature_size=64
+    )
+    images = torch.rand(100, 1, 8, 8)
     for part in images.split(40):
         metric.update(part, "reference")
     metric.update(images, "heldout")  # not used by FID/KID
@@ -398,6 +409,17 @@ def test_fit_with_a_trained_classifier_logs_sample_quality(tmp_path, digits_clas
     assert list((tmp_path / "runs" / "dcgan").glob("*/checkpoints/best.ckpt"))  # monitored val/classifier_fd
     tested = metrics.dropna(subset=["test/classifier_fd"])  # test after fit, on the test-sized sets
     assert len(tested) == 1 and tested["test/class_share/0"].between(0, 1).all()
+
+
+def test_fit_with_inception_weights_logs_fid_and_kid(tmp_path, inception_weights):
+    # The module's FID/KID path end to end: torch-fidelity's network built from a weights file, 2048 features.
+    fit("--model.inception_weights", str(inception_weights), "--checkpoint.monitor", "val/fid",
+        "--data.quality_samples", "32", "--data.test_samples", "32")  # fmt: skip
+    metrics = pd.read_csv(next((tmp_path / "runs" / "dcgan").glob("*/metrics.csv")))
+    for stage in ("val", "test"):
+        row = metrics.dropna(subset=[f"{stage}/fid"])
+        assert len(row) == 1 and row[f"{stage}/fid"].gt(0).all() and row[f"{stage}/kid"].notna().all()
+    assert list((tmp_path / "runs" / "dcgan").glob("*/checkpoints/best.ckpt"))  # chosen by val/fid
 
 
 @pytest.mark.slow

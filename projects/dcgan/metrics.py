@@ -206,7 +206,7 @@ def inception_metrics_or_none(weights: str | None) -> InceptionSampleQuality | N
     """The FID/KID metric, or None with a one-line note saying why it is skipped."""
     if weights is None:
         rank_zero_info(
-            "FID/KID skipped: no Inception weights (set model.inception_weights to the .pth file; needs torch-fidelity)"
+            "FID/KID skipped: no Inception weights (set model.inception_weights to the .pth file, or to download when online)"
         )
         return None
     return InceptionSampleQuality(weights)

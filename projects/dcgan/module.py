@@ -70,8 +70,8 @@ class DCGAN(LightningModule):
         classifier_checkpoint: checkpoint of a classifier trained by `projects/image_classifier` on the same
             data; enables `val/classifier_fd` (the monitored metric), its real floor and class coverage.
         confidence_threshold: classifier probability at which a sample counts as confidently classified.
-        inception_weights: local FID Inception weights (`pt_inception-2015-12-05-6726825d.pth`, needs
-            torch-fidelity) or `download`; enables `val/fid` and `val/kid`. None skips them.
+        inception_weights: local FID Inception weights (torch-fidelity's `pt_inception-2015-12-05-6726825d.pth`)
+            or `download`; enables `val/fid` and `val/kid`. None skips them.
         grid_rows: rows of 8 fixed-latent samples in the per-epoch grid.
         interpolation_steps: images per row of the latent interpolation grid.
         sample_seed: seed of the fixed latents and of the validation samples, so epochs compare.
