@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import torch
 from conftest import require_data
-from lightning.pytorch import Trainer
+from lightning.pytorch import Callback, Trainer
 from torch import nn
 
 from common.errors import UserInputError
@@ -117,6 +117,29 @@ def test_bad_r1_settings_are_clear_errors():
         DCGAN(image_size=28, r1_gamma=1.0, discriminator_norm="batch")
     with pytest.raises(UserInputError, match="model.r1_every is 0; it counts discriminator steps"):
         DCGAN(image_size=28, r1_gamma=1.0, discriminator_norm="none", r1_every=0)
+
+
+def test_decay_after_holds_then_decays_both_learning_rates_linearly_to_zero():
+    class RecordRates(Callback):
+        def __init__(self) -> None:
+            self.rates = []
+
+        def on_train_batch_end(self, trainer, module, *args) -> None:
+            self.rates.append([optimizer.param_groups[0]["lr"] for optimizer in trainer.optimizers])
+
+    module = DCGAN(image_size=28, latent_dim=8, generator_width=8, discriminator_width=8, grid_rows=1,
+                   generator_lr=1e-3, discriminator_lr=2e-3, decay_after=0.5)  # fmt: skip
+    record = RecordRates()
+    trainer = Trainer(max_epochs=2, limit_train_batches=4, limit_val_batches=0, logger=False, enable_checkpointing=False,
+                      enable_progress_bar=False, enable_model_summary=False, accelerator="cpu", callbacks=[record])  # fmt: skip
+    trainer.fit(module, GanImageDataModule(image_size=28, batch_size=16, quality_samples=32))
+    # 8 batches, decay from the 4th: the rate after batch b is lr * min(1, (8 - b) / 4).
+    expected = [1, 1, 1, 1, 0.75, 0.5, 0.25, 0]
+    assert record.rates == [[pytest.approx(1e-3 * f), pytest.approx(2e-3 * f)] for f in expected]
+    with pytest.raises(
+        UserInputError, match="model.decay_after is 1.0; it is a share of the training batches"
+    ):
+        DCGAN(image_size=28, decay_after=1.0)
 
 
 # Not hinge with spectral norm here: the logit's bias then gets exactly zero gradient (-1 + 1) while

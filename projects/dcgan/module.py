@@ -65,6 +65,8 @@ class DCGAN(LightningModule):
         generator_lr: Adam learning rate of the generator.
         discriminator_lr: Adam learning rate of the discriminator.
         betas: Adam betas for both optimisers (beta1 = 0.5 as in the paper).
+        decay_after: share of the training batches (`max_epochs` of them) after which both learning rates decay
+            linearly to 0 at the last batch; None keeps them constant.
         ema_decay: keep an exponential moving average of the generator weights with this decay and sample
             from it; None samples from the trained generator.
         classifier_checkpoint: checkpoint of a classifier trained by `projects/image_classifier` on the same
@@ -92,6 +94,7 @@ class DCGAN(LightningModule):
         generator_lr: float = 2e-4,
         discriminator_lr: float = 2e-4,
         betas: tuple[float, float] = (0.5, 0.999),
+        decay_after: float | None = None,
         ema_decay: float | None = 0.999,
         classifier_checkpoint: str | None = None,
         confidence_threshold: float = 0.9,
@@ -110,6 +113,11 @@ class DCGAN(LightningModule):
             raise UserInputError(
                 "model.r1_gamma needs a discriminator without batch norm (it would mix the per-image gradients "
                 "across the batch); set --model.discriminator_norm none (or spectral)"
+            )
+        if decay_after is not None and not 0 <= decay_after < 1:
+            raise UserInputError(
+                f"model.decay_after is {decay_after}; it is a share of the training batches, so use 0 <= x < 1 "
+                "(or null for constant learning rates)"
             )
         if r1_every < 1:
             raise UserInputError(
@@ -182,6 +190,8 @@ class DCGAN(LightningModule):
         generator_optimizer.step()
         self.untoggle_optimizer(generator_optimizer)
         self.update_ema()
+        for scheduler in self.lr_schedulers() or []:
+            scheduler.step()
 
         self.log_dict(
             {
@@ -237,7 +247,20 @@ class DCGAN(LightningModule):
         discriminator = torch.optim.Adam(
             self.discriminator.parameters(), lr=self.hparams.discriminator_lr, betas=self.hparams.betas
         )
-        return [generator, discriminator]
+        if self.hparams.decay_after is None:
+            return [generator, discriminator]
+        total = self.trainer.estimated_stepping_batches  # batches: manual optimisation steps once per batch
+        if total == float("inf"):
+            raise UserInputError(
+                "model.decay_after needs a known number of training batches; set trainer.max_epochs"
+            )
+        start = self.hparams.decay_after * total
+
+        def factor(batch: int) -> float:  # 1 until `start`, then linearly to 0 at `total`
+            return max(0.0, min(1.0, (total - batch) / (total - start)))
+
+        schedulers = [torch.optim.lr_scheduler.LambdaLR(opt, factor) for opt in (generator, discriminator)]
+        return [generator, discriminator], schedulers
 
     # ---- sample quality (validation and test) ----
 
