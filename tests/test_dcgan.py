@@ -321,8 +321,8 @@ def untrained_inception_weights(path: Path) -> Path:
     from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
     class Untrained(FeatureExtractorInceptionV3):
-        def load_state_dict(self, state_dict, strict=True, assign=False):  # keep the random initialisation
-            return nn.modules.module._IncompatibleKeys([], [])
+        def load_state_dict(self, state_dict, *args, **kwargs):  # keep the random initialisation
+            return super().load_state_dict(self.state_dict())
 
     empty = path.with_suffix(".empty")
     torch.save({}, empty)
