@@ -32,13 +32,17 @@ def parameter_groups(network: nn.Module, weight_decay: float, norm_lr: float | N
     return groups
 
 
-def learning_rate_factor(step: int, total: int, warmup: int, decay: Schedule) -> float:
-    """Multiplier on the peak learning rate: linear warm-up, then a linear (`onecycle`) or cosine decay to 0."""
+def learning_rate_factor(step: int, total: int, warmup: int, decay: Schedule, hold: float = 0) -> float:
+    """Multiplier on the peak learning rate: linear warm-up, the peak until step `hold` (if later), then a linear
+    (`onecycle`) or cosine decay to 0 at `total`."""
     if decay == "constant":
         return 1.0
     if step < warmup:
         return (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    start = max(warmup, hold)
+    if step < start:
+        return 1.0
+    progress = min(1.0, (step - start) / max(1, total - start))
     return 1 - progress if decay == "onecycle" else 0.5 * (1 + math.cos(math.pi * progress))
 
 

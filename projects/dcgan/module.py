@@ -1,6 +1,7 @@
 """The DCGAN LightningModule: adversarial training with two optimisers, sample-quality metrics, sample media."""
 
 import copy
+from functools import partial
 from pathlib import Path
 from typing import Literal
 
@@ -13,6 +14,7 @@ from torchvision.utils import save_image
 
 from common import media
 from common.errors import UserInputError
+from common.optim import learning_rate_factor
 from common.pretrained import load_image_classifier, require_same_hparams
 from common.runs import run_directory
 from projects.dcgan.metrics import ClassifierSampleQuality, inception_metrics_or_none
@@ -254,12 +256,15 @@ class DCGAN(LightningModule):
             raise UserInputError(
                 "model.decay_after needs a known number of training batches; set trainer.max_epochs"
             )
-        start = self.hparams.decay_after * total
-
-        def factor(batch: int) -> float:  # 1 until `start`, then linearly to 0 at `total`
-            return max(0.0, min(1.0, (total - batch) / (total - start)))
-
-        schedulers = [torch.optim.lr_scheduler.LambdaLR(opt, factor) for opt in (generator, discriminator)]
+        # The peak until `decay_after` of the batches, then linearly to 0 at the last one.
+        shape = partial(
+            learning_rate_factor,
+            total=total,
+            warmup=0,
+            decay="onecycle",
+            hold=self.hparams.decay_after * total,
+        )
+        schedulers = [torch.optim.lr_scheduler.LambdaLR(opt, shape) for opt in (generator, discriminator)]
         return [generator, discriminator], schedulers
 
     # ---- sample quality (validation and test) ----
