@@ -19,7 +19,7 @@ from common.errors import UserInputError
 from common.pretrained import load_image_classifier
 from projects.dcgan.data import GanImageDataModule
 from projects.dcgan.metrics import ClassifierSampleQuality, InceptionSampleQuality, inception_metrics_or_none
-from projects.dcgan.model import Discriminator, Generator
+from projects.dcgan.model import Discriminator, Generator, MinibatchStd
 from projects.dcgan.module import DCGAN, discriminator_loss, generator_loss, r1_penalty, slerp
 from projects.dcgan.train import main
 
@@ -70,6 +70,21 @@ def test_shapes_for_every_architecture(size, norm):
     assert images.shape == (4, 3, size, size)
     assert images.abs().max() <= 1  # tanh output
     assert Discriminator(3, size, width=8, norm=norm)(images).shape == (4,)
+
+
+def test_minibatch_std_appends_the_spread_within_each_group():
+    # Batch 8 in groups of 4: images k, k + 2, k + 4, k + 6 form group k. Group 0 holds 0, 1, 2, 3 (population
+    # standard deviation sqrt(1.25)), group 1 four 10s (none).
+    features = torch.tensor([0.0, 10, 1, 10, 2, 10, 3, 10]).view(8, 1, 1, 1).expand(8, 1, 2, 2)
+    out = MinibatchStd(group_size=4)(features)
+    assert out.shape == (8, 2, 2, 2) and torch.equal(out[:, :1], features)
+    expected = torch.tensor([math.sqrt(1.25), 1e-4] * 4).view(8, 1, 1, 1).expand(8, 1, 2, 2)
+    torch.testing.assert_close(out[:, 1:], expected)
+    # A batch that 4 does not divide falls back to the largest group size that does: 6 -> groups of 2.
+    assert MinibatchStd(group_size=4)(torch.randn(6, 3, 2, 2)).shape == (6, 4, 2, 2)
+    assert Discriminator(1, 28, width=8, norm="none", minibatch_std=True)(
+        torch.randn(5, 1, 28, 28)
+    ).shape == (5,)
 
 
 def test_unsupported_image_size_is_a_clear_error():
@@ -145,12 +160,17 @@ def test_decay_after_holds_then_decays_both_learning_rates_linearly_to_zero():
 # Not hinge with spectral norm here: the logit's bias then gets exactly zero gradient (-1 + 1) while
 # every logit sits inside the margin, so it would rightly stay put.
 @pytest.mark.parametrize(
-    ("loss", "norm", "r1_gamma"),
-    [("non_saturating", "spectral", 0), ("hinge", "batch", 0), ("non_saturating", "none", 10)],
+    ("loss", "norm", "r1_gamma", "minibatch_std"),
+    [
+        ("non_saturating", "spectral", 0, False),
+        ("hinge", "batch", 0, False),
+        ("non_saturating", "none", 10, True),
+    ],
 )
-def test_manual_optimization_steps_update_both_networks(loss, norm, r1_gamma):
+def test_manual_optimization_steps_update_both_networks(loss, norm, r1_gamma, minibatch_std):
     module = DCGAN(image_channels=1, image_size=28, latent_dim=8, generator_width=8, discriminator_width=8, loss=loss,
-                   discriminator_norm=norm, r1_gamma=r1_gamma, r1_every=2, ema_decay=0.5, grid_rows=1)  # fmt: skip
+                   discriminator_norm=norm, minibatch_std=minibatch_std, r1_gamma=r1_gamma, r1_every=2, ema_decay=0.5,
+                   grid_rows=1)  # fmt: skip
     before = {name: p.detach().clone() for name, p in module.named_parameters()}
     data = GanImageDataModule(image_size=28, batch_size=16, quality_samples=32)
     trainer = Trainer(max_steps=6, limit_val_batches=0, logger=False, enable_checkpointing=False,

@@ -60,6 +60,8 @@ class DCGAN(LightningModule):
         discriminator_width: channels of the discriminator's first layer (doubling towards the logit).
         loss: `non_saturating` (the paper's binary cross-entropy) or `hinge`.
         discriminator_norm: `batch` (the paper's), `spectral` (Miyato et al., 2018) or `none`.
+        minibatch_std: give the discriminator's last layer the features' spread across groups of 4 images
+            (Karras et al., 2018), so that a generator short of variety is easier to catch.
         r1_gamma: weight gamma of the R1 gradient penalty on real images, gamma / 2 * E|grad D(x)|^2; 0 turns it
             off. Use it with `discriminator_norm: none`.
         r1_every: apply R1 on every this many discriminator steps, weighted by as much (lazy regularisation,
@@ -91,6 +93,7 @@ class DCGAN(LightningModule):
         discriminator_width: int = 64,
         loss: Literal["non_saturating", "hinge"] = "non_saturating",
         discriminator_norm: Literal["batch", "spectral", "none"] = "batch",
+        minibatch_std: bool = False,
         r1_gamma: float = 0.0,
         r1_every: int = 4,
         generator_lr: float = 2e-4,
@@ -126,7 +129,7 @@ class DCGAN(LightningModule):
                 f"model.r1_every is {r1_every}; it counts discriminator steps, so use 1 or more"
             )
         self.discriminator = Discriminator(
-            image_channels, image_size, discriminator_width, discriminator_norm
+            image_channels, image_size, discriminator_width, discriminator_norm, minibatch_std
         )
         # The EMA copy is only ever written by `update_ema`, never by an optimiser.
         self.generator_ema = (
