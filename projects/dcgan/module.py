@@ -72,7 +72,8 @@ class DCGAN(LightningModule):
         decay_after: share of the training batches (`max_epochs` of them) after which both learning rates decay
             linearly to 0 at the last batch; None keeps them constant.
         ema_decay: keep an exponential moving average of the generator weights with this decay and sample
-            from it; None samples from the trained generator.
+            from it; None samples from the trained generator. The decay is min(ema_decay, (1 + n) / (10 + n))
+            after n batches, so 0.999 takes effect only after 8,990 batches.
         classifier_checkpoint: checkpoint of a classifier trained by `projects/image_classifier` on the same
             data; enables `val/classifier_fd` (the monitored metric), its real floor and class coverage.
         confidence_threshold: classifier probability at which a sample counts as confidently classified.
