@@ -70,6 +70,10 @@ def test_shapes_for_every_architecture(size, norm):
     assert images.shape == (4, 3, size, size)
     assert images.abs().max() <= 1  # tanh output
     assert Discriminator(3, size, width=8, norm=norm)(images).shape == (4,)
+    # Extra 3x3 convolutions keep the smallest resolution, so the last layer still sees its base_size square.
+    deeper = Discriminator(3, size, width=8, norm=norm, extra_convs=2)
+    assert deeper(images).shape == (4,)
+    assert sum(isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3) for m in deeper.modules()) == 2
 
 
 def test_minibatch_std_appends_the_spread_within_each_group():
@@ -134,6 +138,11 @@ def test_bad_r1_settings_are_clear_errors():
         DCGAN(image_size=28, r1_gamma=1.0, discriminator_norm="none", r1_every=0)
 
 
+def test_negative_extra_convolutions_are_a_clear_error():
+    with pytest.raises(UserInputError, match="model.discriminator_extra_convs is -1; it counts convolutions"):
+        DCGAN(image_size=28, discriminator_extra_convs=-1)
+
+
 def test_decay_after_holds_then_decays_both_learning_rates_linearly_to_zero():
     class RecordRates(Callback):
         def __init__(self) -> None:
@@ -160,17 +169,17 @@ def test_decay_after_holds_then_decays_both_learning_rates_linearly_to_zero():
 # Not hinge with spectral norm here: the logit's bias then gets exactly zero gradient (-1 + 1) while
 # every logit sits inside the margin, so it would rightly stay put.
 @pytest.mark.parametrize(
-    ("loss", "norm", "r1_gamma", "minibatch_std"),
+    ("loss", "norm", "r1_gamma", "minibatch_std", "extra_convs"),
     [
-        ("non_saturating", "spectral", 0, False),
-        ("hinge", "batch", 0, False),
-        ("non_saturating", "none", 10, True),
+        ("non_saturating", "spectral", 0, False, 0),
+        ("hinge", "batch", 0, False, 1),
+        ("non_saturating", "none", 10, True, 1),  # the MNIST recipe's discriminator
     ],
 )
-def test_manual_optimization_steps_update_both_networks(loss, norm, r1_gamma, minibatch_std):
+def test_manual_optimization_steps_update_both_networks(loss, norm, r1_gamma, minibatch_std, extra_convs):
     module = DCGAN(image_channels=1, image_size=28, latent_dim=8, generator_width=8, discriminator_width=8, loss=loss,
-                   discriminator_norm=norm, minibatch_std=minibatch_std, r1_gamma=r1_gamma, r1_every=2, ema_decay=0.5,
-                   grid_rows=1)  # fmt: skip
+                   discriminator_norm=norm, minibatch_std=minibatch_std, discriminator_extra_convs=extra_convs,
+                   r1_gamma=r1_gamma, r1_every=2, ema_decay=0.5, grid_rows=1)  # fmt: skip
     before = {name: p.detach().clone() for name, p in module.named_parameters()}
     data = GanImageDataModule(image_size=28, batch_size=16, quality_samples=32)
     trainer = Trainer(max_steps=6, limit_val_batches=0, logger=False, enable_checkpointing=False,

@@ -74,6 +74,9 @@ class Discriminator(nn.Module):
             mix across the batch).
         minibatch_std: give the last layer one more feature map, the spread of the features across groups of 4
             images (`MinibatchStd`).
+        extra_convs: 3x3 convolutions at the smallest resolution, before the last layer. Without them the logit is
+            a linear function of features that each see a 10x10 patch (at 28 pixels); with them it can weigh how
+            distant parts of the image fit together.
     """
 
     def __init__(
@@ -83,6 +86,7 @@ class Discriminator(nn.Module):
         width: int = 64,
         norm: Literal["batch", "spectral", "none"] = "batch",
         minibatch_std: bool = False,
+        extra_convs: int = 0,
     ) -> None:
         super().__init__()
         base_size, stages = architecture(image_size)
@@ -91,14 +95,20 @@ class Discriminator(nn.Module):
             layer = nn.Conv2d(in_channels, out_channels, kernel, stride, padding, bias=norm != "batch")
             return with_spectral_norm(layer) if norm == "spectral" else layer
 
+        def block(layer: nn.Module, out_channels: int) -> list[nn.Module]:
+            return [
+                layer,
+                *([nn.BatchNorm2d(out_channels)] if norm == "batch" else []),
+                nn.LeakyReLU(0.2, True),
+            ]
+
         # No normalisation on the first layer (as in the paper): it sees raw pixels.
         layers, hidden = [conv(channels, width, 4, 2, 1), nn.LeakyReLU(0.2, True)], width
         for _ in range(stages - 1):
-            layers.append(conv(hidden, hidden * 2, 4, 2, 1))
-            if norm == "batch":
-                layers.append(nn.BatchNorm2d(hidden * 2))
-            layers.append(nn.LeakyReLU(0.2, True))
+            layers += block(conv(hidden, hidden * 2, 4, 2, 1), hidden * 2)
             hidden *= 2
+        for _ in range(extra_convs):
+            layers += block(conv(hidden, hidden, 3, 1, 1), hidden)
         if minibatch_std:
             layers.append(MinibatchStd())
             hidden += 1  # its extra feature map

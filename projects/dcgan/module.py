@@ -62,6 +62,9 @@ class DCGAN(LightningModule):
         discriminator_norm: `batch` (the paper's), `spectral` (Miyato et al., 2018) or `none`.
         minibatch_std: give the discriminator's last layer the features' spread across groups of 4 images
             (Karras et al., 2018), so that a generator short of variety is easier to catch.
+        discriminator_extra_convs: 3x3 convolutions (with LeakyReLU) at the discriminator's smallest resolution,
+            before its logit. With none, as in the paper at 28 pixels, the logit is a linear function of features
+            that each see a 10x10 patch; these let it judge how the strokes fit together.
         r1_gamma: weight gamma of the R1 gradient penalty on real images, gamma / 2 * E|grad D(x)|^2; 0 turns it
             off. Use it with `discriminator_norm: none`.
         r1_every: apply R1 on every this many discriminator steps, weighted by as much (lazy regularisation,
@@ -95,6 +98,7 @@ class DCGAN(LightningModule):
         loss: Literal["non_saturating", "hinge"] = "non_saturating",
         discriminator_norm: Literal["batch", "spectral", "none"] = "batch",
         minibatch_std: bool = False,
+        discriminator_extra_convs: int = 0,
         r1_gamma: float = 0.0,
         r1_every: int = 4,
         generator_lr: float = 2e-4,
@@ -129,8 +133,18 @@ class DCGAN(LightningModule):
             raise UserInputError(
                 f"model.r1_every is {r1_every}; it counts discriminator steps, so use 1 or more"
             )
+        if discriminator_extra_convs < 0:
+            raise UserInputError(
+                f"model.discriminator_extra_convs is {discriminator_extra_convs}; it counts convolutions, so use 0 "
+                "or more"
+            )
         self.discriminator = Discriminator(
-            image_channels, image_size, discriminator_width, discriminator_norm, minibatch_std
+            image_channels,
+            image_size,
+            discriminator_width,
+            norm=discriminator_norm,
+            minibatch_std=minibatch_std,
+            extra_convs=discriminator_extra_convs,
         )
         # The EMA copy is only ever written by `update_ema`, never by an optimiser.
         self.generator_ema = (
