@@ -3,7 +3,7 @@
     DATA_ROOT=../shared/data flock /tmp/bench.lock uv run python benchmarks/dcgan.py
 
 Steps: (1) train the classifier with the image classifier's own CLI (cached in the work folder),
-(2) train the GAN with configs/dcgan/mnist.yaml (15 epochs of 300 batches, 11.5-12.7 min on 2 cores), stopped at
+(2) train the GAN with configs/dcgan/mnist.yaml (13 epochs of 300 batches, 12-13 min on 2 cores), stopped at
 --max-time at the latest (13 min, so that fit + test stay within 15), validating on 2,000 images per epoch,
 (3) test its best checkpoint: 10,000 generated vs 10,000 training images, beside the real-data floor
 (the 10,000 MNIST test images vs the same training images).

@@ -74,6 +74,9 @@ def test_shapes_for_every_architecture(size, norm):
     deeper = Discriminator(3, size, width=8, norm=norm, extra_convs=2)
     assert deeper(images).shape == (4,)
     assert sum(isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3) for m in deeper.modules()) == 2
+    deeper_generator = Generator(latent_dim=16, channels=3, image_size=size, width=8, extra_convs=2)
+    assert deeper_generator(torch.randn(4, 16)).shape == (4, 3, size, size)
+    assert sum(isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3) for m in deeper_generator.modules()) == 2
 
 
 def test_minibatch_std_appends_the_spread_within_each_group():
@@ -139,8 +142,11 @@ def test_bad_r1_settings_are_clear_errors():
 
 
 def test_negative_extra_convolutions_are_a_clear_error():
-    with pytest.raises(UserInputError, match="model.discriminator_extra_convs is -1; it counts convolutions"):
-        DCGAN(image_size=28, discriminator_extra_convs=-1)
+    for network in ("generator", "discriminator"):
+        with pytest.raises(
+            UserInputError, match=f"model.{network}_extra_convs is -1; it counts convolutions"
+        ):
+            DCGAN(image_size=28, **{f"{network}_extra_convs": -1})
 
 
 def test_decay_after_holds_then_decays_both_learning_rates_linearly_to_zero():
@@ -173,12 +179,13 @@ def test_decay_after_holds_then_decays_both_learning_rates_linearly_to_zero():
     [
         ("non_saturating", "spectral", 0, False, 0),
         ("hinge", "batch", 0, False, 1),
-        ("non_saturating", "none", 10, True, 1),  # the MNIST recipe's discriminator
+        ("non_saturating", "none", 10, True, 1),  # the MNIST recipe's networks
     ],
 )
 def test_manual_optimization_steps_update_both_networks(loss, norm, r1_gamma, minibatch_std, extra_convs):
     module = DCGAN(image_channels=1, image_size=28, latent_dim=8, generator_width=8, discriminator_width=8, loss=loss,
-                   discriminator_norm=norm, minibatch_std=minibatch_std, discriminator_extra_convs=extra_convs,
+                   discriminator_norm=norm, minibatch_std=minibatch_std, generator_extra_convs=extra_convs,
+                   discriminator_extra_convs=extra_convs,
                    r1_gamma=r1_gamma, r1_every=2, ema_decay=0.5, grid_rows=1)  # fmt: skip
     before = {name: p.detach().clone() for name, p in module.named_parameters()}
     data = GanImageDataModule(image_size=28, batch_size=16, quality_samples=32)

@@ -34,9 +34,14 @@ class Generator(nn.Module):
         channels: image channels.
         image_size: 28, 32 or 64.
         width: channels of the last hidden feature map; earlier ones double per stage.
+        extra_convs: 3x3 convolutions at the smallest resolution, after the latent's projection. Without them each
+            feature there is one ReLU of a linear function of the latent, and only the upsampling layers mix
+            neighbouring positions.
     """
 
-    def __init__(self, latent_dim: int, channels: int, image_size: int, width: int = 64) -> None:
+    def __init__(
+        self, latent_dim: int, channels: int, image_size: int, width: int = 64, extra_convs: int = 0
+    ) -> None:
         super().__init__()
         base_size, stages = architecture(image_size)
         hidden = width * 2 ** (stages - 1)
@@ -46,6 +51,8 @@ class Generator(nn.Module):
             nn.BatchNorm2d(hidden),
             nn.ReLU(True),
         ]
+        for _ in range(extra_convs):
+            layers += [nn.Conv2d(hidden, hidden, 3, 1, 1, bias=False), nn.BatchNorm2d(hidden), nn.ReLU(True)]
         for _ in range(stages - 1):
             layers += [
                 nn.ConvTranspose2d(hidden, hidden // 2, 4, 2, 1, bias=False),

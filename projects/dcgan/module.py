@@ -62,6 +62,9 @@ class DCGAN(LightningModule):
         discriminator_norm: `batch` (the paper's), `spectral` (Miyato et al., 2018) or `none`.
         minibatch_std: give the discriminator's last layer the features' spread across groups of 4 images
             (Karras et al., 2018), so that a generator short of variety is easier to catch.
+        generator_extra_convs: 3x3 convolutions (with batch norm and ReLU) at the generator's smallest resolution,
+            after the latent's projection, where each feature is otherwise one ReLU of a linear function of the
+            latent.
         discriminator_extra_convs: 3x3 convolutions (with LeakyReLU) at the discriminator's smallest resolution,
             before its logit. With none, as in the paper at 28 pixels, the logit is a linear function of features
             that each see a 10x10 patch; these let it judge how the strokes fit together.
@@ -98,6 +101,7 @@ class DCGAN(LightningModule):
         loss: Literal["non_saturating", "hinge"] = "non_saturating",
         discriminator_norm: Literal["batch", "spectral", "none"] = "batch",
         minibatch_std: bool = False,
+        generator_extra_convs: int = 0,
         discriminator_extra_convs: int = 0,
         r1_gamma: float = 0.0,
         r1_every: int = 4,
@@ -118,7 +122,17 @@ class DCGAN(LightningModule):
         # Paths stay out of the checkpoint: LightningCLI would let a checkpoint's values override the command line.
         self.save_hyperparameters(ignore=["classifier_checkpoint", "inception_weights", "sample_dir"])
         self.automatic_optimization = False
-        self.generator = Generator(latent_dim, image_channels, image_size, generator_width)
+        for name, count in [
+            ("generator", generator_extra_convs),
+            ("discriminator", discriminator_extra_convs),
+        ]:
+            if count < 0:
+                raise UserInputError(
+                    f"model.{name}_extra_convs is {count}; it counts convolutions, so use 0 or more"
+                )
+        self.generator = Generator(
+            latent_dim, image_channels, image_size, generator_width, generator_extra_convs
+        )
         if r1_gamma > 0 and discriminator_norm == "batch":
             raise UserInputError(
                 "model.r1_gamma needs a discriminator without batch norm (it would mix the per-image gradients "
@@ -132,11 +146,6 @@ class DCGAN(LightningModule):
         if r1_every < 1:
             raise UserInputError(
                 f"model.r1_every is {r1_every}; it counts discriminator steps, so use 1 or more"
-            )
-        if discriminator_extra_convs < 0:
-            raise UserInputError(
-                f"model.discriminator_extra_convs is {discriminator_extra_convs}; it counts convolutions, so use 0 "
-                "or more"
             )
         self.discriminator = Discriminator(
             image_channels,
