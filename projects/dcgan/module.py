@@ -131,7 +131,7 @@ class DCGAN(LightningModule):
                     f"model.{name}_extra_convs is {count}; it counts convolutions, so use 0 or more"
                 )
         self.generator = Generator(
-            latent_dim, image_channels, image_size, generator_width, generator_extra_convs
+            latent_dim, image_channels, image_size, generator_width, extra_convs=generator_extra_convs
         )
         if r1_gamma > 0 and discriminator_norm == "batch":
             raise UserInputError(
