@@ -103,6 +103,7 @@ def run(name: str, horizon: int, seed: int, args: argparse.Namespace) -> dict:
             "loss": args.segrnn_loss,
             "learning_rate": args.segrnn_lr,
             "lr_decay": args.segrnn_lr_decay,
+            "weight_decay": args.segrnn_weight_decay,
         }
         cosine_epochs = (
             SEGRNN_COSINE_EPOCHS.get(horizon)
@@ -195,6 +196,12 @@ def main() -> None:
         help="SegRNN's training loss: mse (the recipe) or mae (the default of the authors' later code)",
     )
     parser.add_argument("--segrnn-lr", type=float, default=3e-4, help="SegRNN's Adam learning rate")
+    parser.add_argument(
+        "--segrnn-weight-decay",
+        type=float,
+        default=0.0,
+        help="SegRNN's Adam weight decay (L2 on every weight)",
+    )
     parser.add_argument(
         "--segrnn-dropout", type=float, help="SegRNN's dropout at every horizon; default: SEGRNN_DROPOUT"
     )
