@@ -202,6 +202,16 @@ def test_manual_optimization_steps_update_both_networks(loss, norm, r1_gamma, mi
     assert trainer.fit_loop.epoch_loop.batch_progress.current.completed == 3  # two optimiser steps per batch
 
 
+def test_test_samples_come_from_other_latents_than_the_validation_samples():
+    """The best checkpoint is chosen on the validation samples; testing the same ones would flatter it."""
+    module = DCGAN(image_size=28, latent_dim=8, generator_width=8, discriminator_width=8, grid_rows=1)
+    val = [module.evaluation_latents(500, batch, "val") for batch in range(20)]
+    test = [module.evaluation_latents(500, batch, "test") for batch in range(20)]
+    torch.testing.assert_close(val[3], module.evaluation_latents(500, 3, "val"))  # the same at every epoch
+    pairs = [(a, b) for a in val for b in test] + [(a, b) for i, a in enumerate(val) for b in val[i + 1 :]]
+    assert not any(torch.isclose(a, b).all(dim=1).any() for a, b in pairs)
+
+
 def test_slerp_ends_on_both_latents():
     start, end = torch.randn(8), torch.randn(8)
     path = slerp(start, end, 5)

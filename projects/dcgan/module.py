@@ -87,7 +87,8 @@ class DCGAN(LightningModule):
             or `download`; enables `val/fid` and `val/kid`. None skips them.
         grid_rows: rows of 8 fixed-latent samples in the per-epoch grid.
         interpolation_steps: images per row of the latent interpolation grid.
-        sample_seed: seed of the fixed latents and of the validation samples, so epochs compare.
+        sample_seed: seed of the fixed latents and of the validation samples, so epochs compare (the test draws
+            others: `evaluation_latents`).
         sample_dir: where `predict` writes PNG files; default: `<run dir>/samples`.
     """
 
@@ -348,8 +349,19 @@ class DCGAN(LightningModule):
         for metric in self.quality_metrics:
             metric.reset()
 
+    def evaluation_latents(self, count: int, batch_idx: int, stage: Literal["val", "test"]) -> torch.Tensor:
+        """The latents of one batch of generated samples: the same at every validation, so epochs compare, and
+        disjoint from them at test, so the tested samples are not the ones the best checkpoint was chosen on."""
+        first_seed = self.hparams.sample_seed + (1 if stage == "val" else 500_001)
+        # Each DDP process draws its own latents: batch indices repeat across processes.
+        return self.seeded_latents(count, first_seed + batch_idx + 1_000_003 * self.global_rank)
+
     def _shared_step(
-        self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int, dataloader_idx: int
+        self,
+        batch: tuple[torch.Tensor, torch.Tensor],
+        batch_idx: int,
+        dataloader_idx: int,
+        stage: Literal["val", "test"],
     ) -> None:
         """Dataloader 0: held-out real images, each batch matched by as many generated ones; 1: the reference."""
         if self.trainer.sanity_checking or not self.quality_metrics:
@@ -357,19 +369,17 @@ class DCGAN(LightningModule):
         real = (batch[0] + 1) / 2  # (B, C, S, S) in [0, 1]
         sets = {"reference": real} if dataloader_idx == 1 else {"heldout": real}
         if dataloader_idx == 0:
-            # Each DDP process draws its own latents: batch indices repeat across processes.
-            seed = self.hparams.sample_seed + 1 + batch_idx + 1_000_003 * self.global_rank
-            latents = self.seeded_latents(len(real), seed)
+            latents = self.evaluation_latents(len(real), batch_idx, stage)
             sets["generated"] = (self.sample(latents).float() + 1) / 2
         for metric in self.quality_metrics:
             for kind, images in sets.items():
                 metric.update(images, kind)
 
     def validation_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
-        self._shared_step(batch, batch_idx, dataloader_idx)
+        self._shared_step(batch, batch_idx, dataloader_idx, "val")
 
     def test_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
-        self._shared_step(batch, batch_idx, dataloader_idx)
+        self._shared_step(batch, batch_idx, dataloader_idx, "test")
 
     def _log_quality(self, stage: str) -> None:
         if self.trainer.sanity_checking:
