@@ -20,7 +20,7 @@ from common.pretrained import load_image_classifier
 from projects.dcgan.data import GanImageDataModule
 from projects.dcgan.metrics import ClassifierSampleQuality, InceptionSampleQuality, inception_metrics_or_none
 from projects.dcgan.model import Discriminator, Generator, MinibatchStd
-from projects.dcgan.module import DCGAN, discriminator_loss, generator_loss, r1_penalty, slerp
+from projects.dcgan.module import DCGAN, discriminator_loss, generator_loss, kmeans, r1_penalty, slerp
 from projects.dcgan.train import main
 
 TINY = ["--model.generator_width", "8", "--model.discriminator_width", "8", "--model.grid_rows", "1"]
@@ -210,6 +210,69 @@ def test_test_samples_come_from_other_latents_than_the_validation_samples():
     torch.testing.assert_close(val[3], module.evaluation_latents(500, 3, "val"))  # the same at every epoch
     pairs = [(a, b) for a in val for b in test] + [(a, b) for i, a in enumerate(val) for b in val[i + 1 :]]
     assert not any(torch.isclose(a, b).all(dim=1).any() for a, b in pairs)
+
+
+def test_kmeans_finds_the_centres_of_separate_groups():
+    centres = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+    offsets = torch.tensor([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0]])  # mean 0
+    points = (centres[:, None] + offsets[None]).flatten(0, 1)  # 12 points, 4 around each centre
+    found = kmeans(points, 3, seed=0)
+    order = sorted(range(3), key=lambda i: found[i].tolist())  # k-means numbers the groups in any order
+    torch.testing.assert_close(found[order], centres[[0, 2, 1]])  # (0, 0), (0, 10), (10, 0)
+
+
+def test_clusters_condition_both_networks_and_sampling_follows_their_sizes(tmp_path):
+    """k-means runs when fitting starts; fakes take their batch's clusters, sampling draws them by size."""
+    module = DCGAN(image_size=28, latent_dim=8, generator_width=8, discriminator_width=8, grid_rows=1, clusters=4,
+                   discriminator_norm="none", r1_gamma=1.0, r1_every=2)  # fmt: skip
+    before = {name: p.detach().clone() for name, p in module.named_parameters()}
+    data = GanImageDataModule(image_size=28, batch_size=16, quality_samples=32)
+    trainer = Trainer(max_steps=6, limit_val_batches=0, logger=False, enable_progress_bar=False,
+                      enable_model_summary=False, accelerator="cpu", default_root_dir=tmp_path)  # fmt: skip
+    trainer.fit(module, data)
+    # The centroids are k-means of the training pixels (same seed), and the shares count their nearest images.
+    pixels = data.splits["train"][0].flatten(1).float() / 255
+    torch.testing.assert_close(module.centroids, kmeans(pixels, 4, seed=module.hparams.sample_seed))
+    nearest = torch.cdist(pixels, module.centroids).argmin(dim=1)
+    torch.testing.assert_close(module.cluster_shares, torch.bincount(nearest, minlength=4) / len(pixels))
+    assert module.cluster_shares.min() > 0.05  # the digits are not all one cluster
+    # A real image's code is its nearest centroid.
+    images = data.splits["train"][0][:10].float() / 255 * 2 - 1
+    assert module.cluster_codes(images).argmax(dim=1).tolist() == nearest[:10].tolist()
+    # Sampled latents carry one-hot codes, drawn as often as each cluster holds training images.
+    latents = module.seeded_latents(20_000, 7)
+    assert latents.shape == (20_000, 8 + 4)
+    codes = latents[:, 8:]
+    assert codes.sum(dim=1).eq(1).all()
+    torch.testing.assert_close(codes.mean(dim=0), module.cluster_shares, atol=0.015, rtol=0)
+    # Both networks use the code: changing it alone changes the image, and the discriminator's verdict.
+    other = latents[:4].clone()
+    other[:, 8:] = other[:, 8:].roll(1, dims=1)
+    assert not torch.allclose(module.sample(latents[:4]), module.sample(other))
+    image = module.sample(latents[:4])
+    assert not torch.allclose(
+        module.discriminator(image, latents[:4, 8:]), module.discriminator(image, other[:, 8:])
+    )
+    # Every weight trained, the discriminator's projection included.
+    unchanged = [name for name, p in module.named_parameters() if name.startswith(("generator.", "discriminator."))
+                 and torch.equal(before[name], p)]  # fmt: skip
+    assert not unchanged
+    # The checkpoint keeps the clusters: a loaded model samples the same images, and does not cluster again.
+    checkpoint = tmp_path / "clusters.ckpt"
+    trainer.save_checkpoint(checkpoint)
+    loaded = DCGAN.load_from_checkpoint(checkpoint)
+    torch.testing.assert_close(loaded.cluster_shares, module.cluster_shares)
+    torch.testing.assert_close(
+        loaded.sample(loaded.seeded_latents(6, 3)), module.sample(module.seeded_latents(6, 3))
+    )
+
+
+def test_bad_cluster_settings_are_clear_errors():
+    with pytest.raises(UserInputError, match="model.clusters is -1; use 0"):
+        DCGAN(image_size=28, clusters=-1)
+    module = DCGAN(image_size=28, latent_dim=8, generator_width=8, discriminator_width=8, clusters=5)
+    with pytest.raises(UserInputError, match="model.clusters is 5 but there are only 3 training images"):
+        module.fit_clusters(torch.zeros(3, 1, 28, 28, dtype=torch.uint8))
 
 
 def test_slerp_ends_on_both_latents():

@@ -37,17 +37,25 @@ class Generator(nn.Module):
         extra_convs: 3x3 convolutions at the smallest resolution, after the latent's projection. Without them each
             feature there is one ReLU of a linear function of the latent, and only the upsampling layers mix
             neighbouring positions.
+        clusters: length of a one-hot cluster code that follows the latent in the input, `(B, latent_dim +
+            clusters)`; 0 for none.
     """
 
     def __init__(
-        self, latent_dim: int, channels: int, image_size: int, width: int = 64, extra_convs: int = 0
+        self,
+        latent_dim: int,
+        channels: int,
+        image_size: int,
+        width: int = 64,
+        extra_convs: int = 0,
+        clusters: int = 0,
     ) -> None:
         super().__init__()
         base_size, stages = architecture(image_size)
         hidden = width * 2 ** (stages - 1)
         # A transposed convolution with kernel base_size turns the 1x1 latent into a base_size square.
         layers = [
-            nn.ConvTranspose2d(latent_dim, hidden, base_size, 1, 0, bias=False),
+            nn.ConvTranspose2d(latent_dim + clusters, hidden, base_size, 1, 0, bias=False),
             nn.BatchNorm2d(hidden),
             nn.ReLU(True),
         ]
@@ -63,6 +71,7 @@ class Generator(nn.Module):
         layers += [nn.ConvTranspose2d(hidden, channels, 4, 2, 1), nn.Tanh()]
         self.layers = nn.Sequential(*layers)
         self.latent_dim = latent_dim
+        self.clusters = clusters
         self.apply(dcgan_init)
 
     def forward(self, latents: torch.Tensor) -> torch.Tensor:
@@ -84,6 +93,9 @@ class Discriminator(nn.Module):
         extra_convs: 3x3 convolutions at the smallest resolution, before the last layer. Without them the logit is
             a linear function of features that each see a 10x10 patch (at 28 pixels); with them it can weigh how
             distant parts of the image fit together.
+        clusters: with more than 0, `forward` also takes each image's one-hot cluster code `(B, clusters)` and adds
+            a projection term to the logit (Miyato and Koyama, 2018): a learned embedding of the cluster dotted
+            with the last features averaged over positions.
     """
 
     def __init__(
@@ -94,6 +106,7 @@ class Discriminator(nn.Module):
         norm: Literal["batch", "spectral", "none"] = "batch",
         minibatch_std: bool = False,
         extra_convs: int = 0,
+        clusters: int = 0,
     ) -> None:
         super().__init__()
         base_size, stages = architecture(image_size)
@@ -121,11 +134,22 @@ class Discriminator(nn.Module):
             hidden += 1  # its extra feature map
         layers.append(conv(hidden, 1, base_size, 1, 0))  # (B, hidden, base, base) -> (B, 1, 1, 1)
         self.layers = nn.Sequential(*layers)
+        # Projection (Miyato and Koyama, 2018): one embedding per cluster, dotted with the pooled features.
+        self.projection = None
+        if clusters:
+            projection = nn.Linear(clusters, hidden, bias=False)
+            self.projection = with_spectral_norm(projection) if norm == "spectral" else projection
         if norm != "spectral":
             self.apply(dcgan_init)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.layers(images).flatten()  # (B,)
+    def forward(self, images: torch.Tensor, codes: torch.Tensor | None = None) -> torch.Tensor:
+        features = self.layers[:-1](images)  # (B, hidden, base, base)
+        logits = self.layers[-1](features).flatten()  # (B,)
+        if self.projection is None:
+            return logits
+        # How well the image's features, averaged over positions, fit its cluster's embedding.
+        embeddings = self.projection(codes.to(features.dtype))  # (B, hidden)
+        return logits + (embeddings * features.mean(dim=(2, 3))).sum(dim=1)
 
 
 class MinibatchStd(nn.Module):

@@ -49,6 +49,31 @@ def slerp(start: torch.Tensor, end: torch.Tensor, steps: int) -> torch.Tensor:
     return (torch.sin((1 - weights) * angle) * start + torch.sin(weights * angle) * end) / torch.sin(angle)
 
 
+def kmeans(
+    points: torch.Tensor, k: int, seed: int, iterations: int = 20, sample: int = 20_000
+) -> torch.Tensor:
+    """Centroids `(k, D)` of `points` `(N, D)`: k-means++ seeding, then Lloyd's iterations, on a seeded sample."""
+    noise = torch.Generator().manual_seed(seed)
+    points = points[torch.randperm(len(points), generator=noise)[:sample]]
+    centroids = points[torch.randint(len(points), (1,), generator=noise)]
+    norms = points.square().sum(dim=1)
+
+    def squared_distances(point: torch.Tensor) -> torch.Tensor:  # from every point to `point` (1, D)
+        return (norms - 2 * points @ point[0] + point.square().sum()).clamp(min=0)
+
+    nearest = squared_distances(centroids)  # to the closest centroid so far
+    for _ in range(k - 1):
+        chosen = points[torch.multinomial(nearest, 1, generator=noise)]
+        centroids = torch.cat([centroids, chosen])
+        nearest = torch.minimum(nearest, squared_distances(chosen))
+    for _ in range(iterations):
+        nearest = torch.cdist(points, centroids).argmin(dim=1)
+        sums = torch.zeros_like(centroids).index_add_(0, nearest, points)
+        counts = torch.bincount(nearest, minlength=k).float()[:, None]
+        centroids = torch.where(counts > 0, sums / counts.clamp(min=1), centroids)
+    return centroids
+
+
 class DCGAN(LightningModule):
     """A DCGAN trained with manual optimisation: one discriminator step, then one generator step per batch.
 
@@ -68,6 +93,13 @@ class DCGAN(LightningModule):
         discriminator_extra_convs: 3x3 convolutions (with LeakyReLU) at the discriminator's smallest resolution,
             before its logit. With none, as in the paper at 28 pixels, the logit is a linear function of features
             that each see a 10x10 patch; these let it judge how the strokes fit together.
+        clusters: condition both networks on one of this many k-means clusters of the training images' pixels
+            (found when fitting starts; 0 = unconditional). Each fake takes the cluster of a real image of its
+            batch, as its one-hot code beside the latent; the discriminator adds a learned per-cluster projection
+            of its pooled features to the logit (Miyato and Koyama, 2018). Sampling draws clusters as often as
+            they hold training images. No labels are used: the clusters stand in for the classes (as in
+            self-conditioned GANs, Liu et al., 2020), so the generator no longer has to bend one Gaussian around
+            ten separate digits, which leaves samples between them.
         r1_gamma: weight gamma of the R1 gradient penalty on real images, gamma / 2 * E|grad D(x)|^2; 0 turns it
             off. Use it with `discriminator_norm: none`.
         r1_every: apply R1 on every this many discriminator steps, weighted by as much (lazy regularisation,
@@ -104,6 +136,7 @@ class DCGAN(LightningModule):
         minibatch_std: bool = False,
         generator_extra_convs: int = 0,
         discriminator_extra_convs: int = 0,
+        clusters: int = 0,
         r1_gamma: float = 0.0,
         r1_every: int = 4,
         generator_lr: float = 2e-4,
@@ -132,7 +165,12 @@ class DCGAN(LightningModule):
                     f"model.{name}_extra_convs is {count}; it counts convolutions, so use 0 or more"
                 )
         self.generator = Generator(
-            latent_dim, image_channels, image_size, generator_width, extra_convs=generator_extra_convs
+            latent_dim,
+            image_channels,
+            image_size,
+            generator_width,
+            extra_convs=generator_extra_convs,
+            clusters=clusters,
         )
         if r1_gamma > 0 and discriminator_norm == "batch":
             raise UserInputError(
@@ -143,6 +181,10 @@ class DCGAN(LightningModule):
             raise UserInputError(
                 f"model.decay_after is {decay_after}; it is a share of the training batches, so use 0 <= x < 1 "
                 "(or null for constant learning rates)"
+            )
+        if clusters < 0:
+            raise UserInputError(
+                f"model.clusters is {clusters}; use 0 (unconditional) or a number of clusters"
             )
         if r1_every < 1:
             raise UserInputError(
@@ -155,7 +197,13 @@ class DCGAN(LightningModule):
             norm=discriminator_norm,
             minibatch_std=minibatch_std,
             extra_convs=discriminator_extra_convs,
+            clusters=clusters,
         )
+        if clusters:
+            # Filled by k-means on the training images when fitting starts; kept in the checkpoint for sampling.
+            pixels = image_channels * image_size * image_size
+            self.register_buffer("centroids", torch.zeros(clusters, pixels))
+            self.register_buffer("cluster_shares", torch.zeros(clusters))
         # The EMA copy is only ever written by `update_ema`, never by an optimiser.
         self.generator_ema = (
             copy.deepcopy(self.generator).requires_grad_(False) if ema_decay is not None else None
@@ -177,7 +225,8 @@ class DCGAN(LightningModule):
 
     @torch.no_grad()
     def sample(self, latents: torch.Tensor) -> torch.Tensor:
-        """Images `(N, C, S, S)` in [-1, 1] from latents `(N, latent_dim)`, in eval mode (running BN statistics)."""
+        """Images `(N, C, S, S)` in [-1, 1] from latents `(N, latent_dim + clusters)`, in eval mode (running BN
+        statistics)."""
         sampler, was_training = self.sampler, self.sampler.training
         sampler.eval()
         images = sampler(latents)
@@ -185,8 +234,49 @@ class DCGAN(LightningModule):
         return images
 
     def seeded_latents(self, count: int, seed: int) -> torch.Tensor:
+        """`count` Gaussian latents, each followed by a drawn cluster code when the model has clusters."""
         noise = torch.Generator().manual_seed(seed)
-        return torch.randn(count, self.hparams.latent_dim, generator=noise).to(self.device)
+        latents = torch.randn(count, self.hparams.latent_dim, generator=noise)
+        return torch.cat([latents, self.draw_codes(count, noise)], dim=1).to(self.device)
+
+    def draw_codes(self, count: int, noise: torch.Generator) -> torch.Tensor:
+        """One-hot cluster codes `(count, clusters)`, drawn as often as the clusters hold training images."""
+        if not self.hparams.clusters:
+            return torch.zeros(count, 0)
+        ids = torch.multinomial(self.cluster_shares.cpu(), count, replacement=True, generator=noise)
+        return F.one_hot(ids, self.hparams.clusters).float()
+
+    def cluster_codes(self, images: torch.Tensor) -> torch.Tensor:
+        """One-hot codes `(B, clusters)` of the nearest centroid of each image `(B, C, S, S)` in [-1, 1]."""
+        pixels = (images.detach().float().flatten(1) + 1) / 2
+        nearest = torch.cdist(pixels, self.centroids).argmin(dim=1)
+        return F.one_hot(nearest, self.hparams.clusters).float()
+
+    def on_fit_start(self) -> None:
+        if self.hparams.clusters and not self.cluster_shares.any():  # a resumed run keeps its clusters
+            splits = getattr(self.trainer.datamodule, "splits", {})
+            if "train" not in splits:
+                raise UserInputError(
+                    "model.clusters needs the training images of projects/dcgan's GanImageDataModule; "
+                    "use that datamodule or set --model.clusters 0"
+                )
+            self.fit_clusters(splits["train"][0])
+
+    @torch.no_grad()
+    def fit_clusters(self, images: torch.Tensor) -> None:
+        """k-means on the pixels of the training images `(N, C, S, S)` (uint8): the centroids, and the share of
+        the images nearest to each, which is how often sampling draws that cluster."""
+        k = self.hparams.clusters
+        if len(images) < k:
+            raise UserInputError(
+                f"model.clusters is {k} but there are only {len(images)} training images; use fewer clusters"
+            )
+        pixels = images.flatten(1).float() / 255
+        centroids = kmeans(pixels, k, seed=self.hparams.sample_seed)
+        nearest = torch.cat([torch.cdist(part, centroids).argmin(dim=1) for part in pixels.split(8192)])
+        counts = torch.bincount(nearest, minlength=k).float()
+        self.centroids.copy_(centroids)
+        self.cluster_shares.copy_(counts / counts.sum())
 
     # ---- training ----
 
@@ -194,6 +284,9 @@ class DCGAN(LightningModule):
         real, _ = batch  # (B, C, S, S) in [-1, 1]
         generator_optimizer, discriminator_optimizer = self.optimizers()
         latents = torch.randn(len(real), self.hparams.latent_dim, device=self.device)
+        codes = self.cluster_codes(real) if self.hparams.clusters else None
+        if codes is not None:
+            latents = torch.cat([latents, codes], dim=1)  # each fake takes the cluster of a real image
         fake = self.generator(latents)
 
         self.toggle_optimizer(discriminator_optimizer)
@@ -201,7 +294,7 @@ class DCGAN(LightningModule):
         batches_so_far = self.global_step // 2  # manual optimisation counts both optimisers' steps
         regularize = self.hparams.r1_gamma > 0 and batches_so_far % every == 0
         real.requires_grad_(regularize)
-        real_logits, fake_logits = self.discriminator(real), self.discriminator(fake.detach())
+        real_logits, fake_logits = self.discriminator(real, codes), self.discriminator(fake.detach(), codes)
         d_loss = discriminator_loss(real_logits, fake_logits, self.hparams.loss)
         total = d_loss
         if regularize:
@@ -214,7 +307,7 @@ class DCGAN(LightningModule):
         self.untoggle_optimizer(discriminator_optimizer)
 
         self.toggle_optimizer(generator_optimizer)  # freezes the discriminator: no wasted gradients
-        g_loss = generator_loss(self.discriminator(fake), self.hparams.loss)
+        g_loss = generator_loss(self.discriminator(fake, codes), self.hparams.loss)
         generator_optimizer.zero_grad(set_to_none=True)
         self.manual_backward(g_loss)
         generator_optimizer.step()
@@ -409,12 +502,19 @@ class DCGAN(LightningModule):
     def on_train_epoch_end(self) -> None:
         """The fixed-latent grid (compare it across epochs) and a latent interpolation grid."""
         self.refresh_sampler_statistics()
-        grid = self.sample(self.fixed_latents)
+        fixed = self.fixed_latents
+        codes = self.draw_codes(len(fixed), torch.Generator().manual_seed(self.hparams.sample_seed)).to(
+            self.device
+        )
+        grid = self.sample(torch.cat([fixed, codes], dim=1))
         media.log_image_grid(self.trainer, "samples/fixed_latents", grid, nrow=8)
-        rows = min(4, len(self.fixed_latents) // 2)
+        rows = min(4, len(fixed) // 2)
         steps = self.hparams.interpolation_steps
         paths = [
-            slerp(self.fixed_latents[2 * row], self.fixed_latents[2 * row + 1], steps) for row in range(rows)
+            torch.cat(
+                [slerp(fixed[2 * row], fixed[2 * row + 1], steps), codes[2 * row].expand(steps, -1)], dim=1
+            )
+            for row in range(rows)
         ]
         media.log_image_grid(self.trainer, "samples/interpolation", self.sample(torch.cat(paths)), nrow=steps)
 
