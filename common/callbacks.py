@@ -29,7 +29,12 @@ def drop_weight_averaging(trainer: Trainer) -> None:
 
 
 class BestAndLastCheckpoint(ModelCheckpoint):
-    """`best.ckpt` by the monitored metric and `last.ckpt`, in `<run dir>/checkpoints/`."""
+    """`best.ckpt` by the monitored metric and `last.ckpt`, in `<run dir>/checkpoints/`.
+
+    `last.ckpt` is the latest state, written at every checkpointing point, so that resuming loses nothing. Since
+    Lightning 2.6 `ModelCheckpoint(save_last=True)` writes it only when a best checkpoint is written at the same
+    step, which made it a copy of `best.ckpt` once the metric stopped improving.
+    """
 
     def __init__(
         self,
@@ -48,6 +53,21 @@ class BestAndLastCheckpoint(ModelCheckpoint):
             auto_insert_metric_name=auto_insert_metric_name,
             **kwargs,
         )
+
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        if self._should_save_on_train_epoch_end(trainer):
+            self._save_last_if_not_saved(trainer)
+
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        super().on_validation_end(trainer, pl_module)
+        if not self._should_save_on_train_epoch_end(trainer):
+            self._save_last_if_not_saved(trainer)
+
+    def _save_last_if_not_saved(self, trainer: Trainer) -> None:
+        # Skipped in sanity checks and when this step was saved already (by the best checkpoint, with last.ckpt).
+        if self.save_last and not self._should_skip_saving_checkpoint(trainer):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
 
 def batch_size_of(batch: Any) -> int:

@@ -13,6 +13,7 @@ from lightning.pytorch.loggers import CSVLogger
 
 from common import media
 from common.callbacks import (
+    BestAndLastCheckpoint,
     ConfusionMatrixLogger,
     Lookahead,
     PredictionWriter,
@@ -186,6 +187,43 @@ def test_throughput_logger_leaves_validation_out_of_the_training_time(tmp_path):
         float(row["perf/samples_per_sec"]) for row in logged if row.get("perf/samples_per_sec")
     ]
     assert len(samples_per_sec) == 2 and min(samples_per_sec) > 4 / 1.0
+
+
+def test_last_checkpoint_is_the_latest_state_after_the_metric_stops_improving(tmp_path):
+    class WorseEachEpoch(LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.layer = torch.nn.Linear(1, 1)
+
+        def training_step(self, batch, batch_idx):
+            return self.layer(batch).sum()
+
+        def validation_step(self, batch, batch_idx):
+            self.log("val/loss", float(self.current_epoch))  # best at epoch 0
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+        def train_dataloader(self):
+            return torch.utils.data.DataLoader(torch.ones(4, 1), batch_size=2)
+
+        def val_dataloader(self):
+            return torch.utils.data.DataLoader(torch.zeros(1, 1), batch_size=1)
+
+    checkpoint = BestAndLastCheckpoint(monitor="val/loss", mode="min", dirpath=tmp_path)
+    module = WorseEachEpoch()
+    trainer = Trainer(max_epochs=3, callbacks=[checkpoint], logger=False, enable_progress_bar=False,
+                      enable_model_summary=False, accelerator="cpu")  # fmt: skip
+    trainer.fit(module)
+    best, last = (torch.load(tmp_path / name, weights_only=False) for name in ("best.ckpt", "last.ckpt"))
+    assert (best["epoch"], best["global_step"]) == (0, 2)
+    assert (last["epoch"], last["global_step"]) == (2, 6)
+    torch.testing.assert_close(last["state_dict"]["layer.weight"], module.layer.weight.detach())
+    # Resuming from it continues where the run stopped.
+    resumed = Trainer(max_epochs=4, callbacks=[BestAndLastCheckpoint(monitor="val/loss", mode="min", dirpath=tmp_path)],
+                      logger=False, enable_progress_bar=False, enable_model_summary=False, accelerator="cpu")  # fmt: skip
+    resumed.fit(WorseEachEpoch(), ckpt_path=tmp_path / "last.ckpt")
+    assert resumed.global_step == 8
 
 
 def test_lookahead_by_hand():
