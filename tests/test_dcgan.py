@@ -219,6 +219,8 @@ def test_kmeans_finds_the_centres_of_separate_groups():
     found = kmeans(points, 3, seed=0)
     order = sorted(range(3), key=lambda i: found[i].tolist())  # k-means numbers the groups in any order
     torch.testing.assert_close(found[order], centres[[0, 2, 1]])  # (0, 0), (0, 10), (10, 0)
+    # Fewer distinct points than clusters: k centroids all the same, not an error.
+    torch.testing.assert_close(kmeans(torch.ones(5, 2), 3, seed=0), torch.ones(3, 2))
 
 
 def test_clusters_condition_both_networks_and_sampling_follows_their_sizes(tmp_path):

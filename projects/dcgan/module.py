@@ -63,7 +63,8 @@ def kmeans(
 
     nearest = squared_distances(centroids)  # to the closest centroid so far
     for _ in range(k - 1):
-        chosen = points[torch.multinomial(nearest, 1, generator=noise)]
+        # (+ a tiny weight: a set with fewer distinct images than k would otherwise leave nothing to draw)
+        chosen = points[torch.multinomial(nearest + 1e-12, 1, generator=noise)]
         centroids = torch.cat([centroids, chosen])
         nearest = torch.minimum(nearest, squared_distances(chosen))
     for _ in range(iterations):
