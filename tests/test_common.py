@@ -149,26 +149,31 @@ def test_tensor_loader_gathers_whole_rows_in_batches():
     )  # one short batch
 
 
+class OneWeight(LightningModule):
+    """A one-weight module on 2 training batches of 2 rows and 1 validation row; tests override validation_step."""
+
+    def __init__(self, train_value: float = 0.0):
+        super().__init__()
+        self.layer = torch.nn.Linear(1, 1)
+        self.train_value = train_value
+
+    def training_step(self, batch, batch_idx):
+        return self.layer(batch).sum()
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    def train_dataloader(self):
+        return torch.utils.data.DataLoader(torch.full((4, 1), self.train_value), batch_size=2)
+
+    def val_dataloader(self):
+        return torch.utils.data.DataLoader(torch.zeros(1, 1), batch_size=1)
+
+
 def test_throughput_logger_leaves_validation_out_of_the_training_time(tmp_path):
-    class SlowValidation(LightningModule):
-        def __init__(self):
-            super().__init__()
-            self.layer = torch.nn.Linear(1, 1)
-
-        def training_step(self, batch, batch_idx):
-            return self.layer(batch).sum()
-
+    class SlowValidation(OneWeight):
         def validation_step(self, batch, batch_idx):
             time.sleep(1.0)
-
-        def configure_optimizers(self):
-            return torch.optim.SGD(self.parameters(), lr=0.1)
-
-        def train_dataloader(self):
-            return torch.utils.data.DataLoader(torch.zeros(4, 1), batch_size=2)
-
-        def val_dataloader(self):
-            return torch.utils.data.DataLoader(torch.zeros(1, 1), batch_size=1)
 
     throughput = ThroughputLogger()
     trainer = Trainer(max_epochs=2, callbacks=[throughput], logger=CSVLogger(tmp_path, name="demo"),
@@ -190,28 +195,12 @@ def test_throughput_logger_leaves_validation_out_of_the_training_time(tmp_path):
 
 
 def test_last_checkpoint_is_the_latest_state_after_the_metric_stops_improving(tmp_path):
-    class WorseEachEpoch(LightningModule):
-        def __init__(self):
-            super().__init__()
-            self.layer = torch.nn.Linear(1, 1)
-
-        def training_step(self, batch, batch_idx):
-            return self.layer(batch).sum()
-
+    class WorseEachEpoch(OneWeight):
         def validation_step(self, batch, batch_idx):
             self.log("val/loss", float(self.current_epoch))  # best at epoch 0
 
-        def configure_optimizers(self):
-            return torch.optim.SGD(self.parameters(), lr=0.1)
-
-        def train_dataloader(self):
-            return torch.utils.data.DataLoader(torch.ones(4, 1), batch_size=2)
-
-        def val_dataloader(self):
-            return torch.utils.data.DataLoader(torch.zeros(1, 1), batch_size=1)
-
     checkpoint = BestAndLastCheckpoint(monitor="val/loss", mode="min", dirpath=tmp_path)
-    module = WorseEachEpoch()
+    module = WorseEachEpoch(train_value=1.0)
     trainer = Trainer(max_epochs=3, callbacks=[checkpoint], logger=False, enable_progress_bar=False,
                       enable_model_summary=False, accelerator="cpu")  # fmt: skip
     trainer.fit(module)
@@ -222,7 +211,7 @@ def test_last_checkpoint_is_the_latest_state_after_the_metric_stops_improving(tm
     # Resuming from it continues where the run stopped.
     resumed = Trainer(max_epochs=4, callbacks=[BestAndLastCheckpoint(monitor="val/loss", mode="min", dirpath=tmp_path)],
                       logger=False, enable_progress_bar=False, enable_model_summary=False, accelerator="cpu")  # fmt: skip
-    resumed.fit(WorseEachEpoch(), ckpt_path=tmp_path / "last.ckpt")
+    resumed.fit(WorseEachEpoch(train_value=1.0), ckpt_path=tmp_path / "last.ckpt")
     assert resumed.global_step == 8
 
 
