@@ -4,6 +4,7 @@
 
 It adds to LightningCLI: a run directory per run (`runs/<project>/<run id>/`), W&B logging by default
 (offline without credentials), the resolved config saved to the run directory and to every logger,
+bf16 precision only where the CPU runs it natively (`common.precision`),
 best-and-last checkpointing on the project's monitored metric (checkpoints keep the network's config, so
 `Module.load_from_checkpoint` needs nothing else), a throughput monitor, and a prediction writer (`predict`
 writes `<run dir>/predictions.csv`, or `--prediction_writer.output`).
@@ -19,6 +20,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveCon
 
 from common.callbacks import BestAndLastCheckpoint, PredictionWriter, ThroughputLogger, drop_weight_averaging
 from common.errors import UserInputError
+from common.precision import fast_precision
 from common.runs import RUNS_ROOT, configure_wandb_mode, finish_wandb_run, run_directory
 
 WANDB_LOGGER = "lightning.pytorch.loggers.WandbLogger"
@@ -98,6 +100,8 @@ class TemplateCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
         config.trainer.logger = self._complete_logger_config(config.trainer.logger)
+        # The CPU presets train in bf16, which only CPUs with bf16 instructions run fast.
+        config.trainer.precision = fast_precision(config.trainer.precision, config.trainer.accelerator)
 
     def instantiate_classes(self) -> None:
         super().instantiate_classes()

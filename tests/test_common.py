@@ -3,7 +3,9 @@
 import csv
 import json
 import multiprocessing
+import platform
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -24,6 +26,7 @@ from common.data import tensor_loader
 from common.files import atomic_path
 from common.metrics import StageMetrics, classification_metrics
 from common.optim import Muon, orthogonalize
+from common.precision import cpu_has_native_bf16, fast_precision
 from common.runs import configure_wandb_mode, run_directory
 
 
@@ -306,3 +309,29 @@ def test_atomic_path_leaves_nothing_on_error(tmp_path):
         partial.write_bytes(b"half")
         raise RuntimeError("killed while writing")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(
+    not (Path("/proc/cpuinfo").exists() and platform.machine() == "x86_64"),
+    reason="reads x86 Linux CPU flags",
+)
+def test_bf16_probe_agrees_with_the_cpu_flags():
+    flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
+    flags = set(flags.split(":", 1)[1].split())
+    assert cpu_has_native_bf16() == ({"avx512bw", "avx512vl", "avx512dq"} <= flags or "amx_bf16" in flags)
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_cli_trains_in_bf16_only_on_a_cpu_with_bf16_instructions(native, monkeypatch):
+    from projects.image_classifier.train import main
+
+    monkeypatch.setattr("common.precision.cpu_has_native_bf16", lambda: native)
+    quickstart = Path(__file__).parents[1] / "configs" / "image_classifier" / "digits.yaml"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cli = main(["--config", str(quickstart), "--trainer.precision", "bf16-mixed"], run=False)
+    assert cli.trainer.precision == ("bf16-mixed" if native else "32-true")
+    assert any("32-true instead" in str(warning.message) for warning in caught) is not native
+    # Other precisions, and bf16 on an accelerator, are left as they are.
+    assert fast_precision("32-true", "cpu") == "32-true"
+    assert fast_precision("bf16-mixed", "gpu") == "bf16-mixed"

@@ -12,6 +12,7 @@ import torch
 from conftest import REPO, require_data
 
 from common.errors import UserInputError
+from common.precision import cpu_has_native_bf16
 from projects.time_series.data import ForecastDataModule
 from projects.time_series.model import (
     DirectRNN,
@@ -232,7 +233,18 @@ def test_overfits_a_tiny_series(name):
     assert loss.item() < 0.1 * first
 
 
-@pytest.mark.parametrize("name", ["segrnn", "segrnn_lstm_no_revin"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "segrnn",
+        pytest.param(
+            "segrnn_lstm_no_revin",
+            # oneDNN has no bf16 LSTM for such CPUs ("could not create a primitive descriptor"); the CLI trains
+            # in float32 on them (common.precision), so no run of ours meets this.
+            marks=pytest.mark.skipif(not cpu_has_native_bf16(), reason="this CPU has no bf16 LSTM kernel"),
+        ),
+    ],
+)
 def test_segrnn_forecasts_in_float32_under_bf16_autocast(name):
     """The ETTh1 recipe trains under bf16 autocast, whose 8-bit mantissa steps by 0.5 near 100: the window's level
     must be taken off and put back in float32, so the forecast is float32 and close to the float32 forecast."""
