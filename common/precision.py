@@ -24,8 +24,8 @@ def fast_precision(precision: object, accelerator: object = "auto") -> object:
     """`precision`, or "32-true" for a bf16 precision on a CPU without native bf16 (with a warning saying so)."""
     if str(precision).startswith("bf16") and runs_on_cpu(accelerator) and not cpu_has_native_bf16():
         rank_zero_warn(
-            f"precision {precision} runs 10-40x slower than float32 on this CPU (it has no bf16 instructions: "
-            "AVX-512 or AMX), so this run trains in 32-true instead."
+            f"precision {precision} runs 10-40x slower than float32 on this CPU (PyTorch has no fast bf16 kernels "
+            "for it: on x86 they need AVX-512 or AMX), so this run trains in 32-true instead."
         )
         return "32-true"
     return precision
