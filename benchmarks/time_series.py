@@ -99,7 +99,7 @@ def run(name: str, horizon: int, seed: int, args: argparse.Namespace) -> dict:
     max_epochs = args.max_epochs if trains else 1
     if name == "SegRNN (ours)":
         dropout = SEGRNN_DROPOUT.get(horizon, 0.1) if args.segrnn_dropout is None else args.segrnn_dropout
-        network = partial(network, dropout=dropout)
+        network = partial(network, dropout=dropout, hidden_size=args.segrnn_hidden)
         overrides = {
             **overrides,
             "loss": args.segrnn_loss,
@@ -206,6 +206,9 @@ def main() -> None:
     )
     parser.add_argument(
         "--segrnn-dropout", type=float, help="SegRNN's dropout at every horizon; default: SEGRNN_DROPOUT"
+    )
+    parser.add_argument(
+        "--segrnn-hidden", type=int, default=512, help="SegRNN's GRU state size (the authors' 512)"
     )
     parser.add_argument(
         "--segrnn-lr-decay",
