@@ -63,7 +63,7 @@ ANCHOR_TEST_BATCH = 128
 SEGRNN_DROPOUT = {96: 0.1, 192: 0.1, 336: 0.1, 720: 0.7}
 # Where SegRNN trains a fixed number of epochs with a per-step cosine learning-rate decay to 0 instead of the authors'
 # x0.9 per epoch for up to --max-epochs: H=720, where 2 cosine epochs had the lower validation MSE on 5 seeds of 5
-# (the project README's recipe log). --segrnn-cosine-epochs overrides it (0: none).
+# (and than 3 cosine epochs on 3 of 3; the project README's recipe log). --segrnn-cosine-epochs overrides it (0: none).
 SEGRNN_COSINE_EPOCHS = {720: 2}
 # name -> (network factory, Forecaster overrides, trains?, batch size)
 MODELS = {
