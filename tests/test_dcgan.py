@@ -6,6 +6,7 @@ import multiprocessing
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -170,6 +171,32 @@ def test_decay_after_holds_then_decays_both_learning_rates_linearly_to_zero():
         UserInputError, match="model.decay_after is 1.0; it is a share of the training batches"
     ):
         DCGAN(image_size=28, decay_after=1.0)
+
+
+def test_decay_after_follows_the_time_limit_when_it_ends_training_first():
+    # Each batch takes at least 0.1 s, so 3 s end training long before its 1,000 batches.
+    class SlowBatches(Callback):
+        def __init__(self) -> None:
+            self.rates = []
+
+        def on_train_batch_end(self, trainer, module, *args) -> None:
+            time.sleep(0.1)
+            self.rates.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+    module = DCGAN(image_size=28, latent_dim=8, generator_width=8, discriminator_width=8, grid_rows=1,
+                   generator_lr=1e-3, decay_after=0.5)  # fmt: skip
+    slow = SlowBatches()
+    trainer = Trainer(max_epochs=100, limit_train_batches=10, max_time={"seconds": 3}, limit_val_batches=0,
+                      logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                      enable_model_summary=False, accelerator="cpu", callbacks=[slow])  # fmt: skip
+    trainer.fit(module, GanImageDataModule(image_size=28, batch_size=16, quality_samples=32))
+    rates = slow.rates
+    assert 5 < len(rates) < 100  # stopped by the clock, after a share of the 1,000 planned batches
+    # By batches alone the rate would still be at its peak; by the clock it is held for the first half of the
+    # 3 s, then falls steadily to about 0 when the limit stops training.
+    assert rates[0] == pytest.approx(1e-3)
+    assert all(later <= earlier for earlier, later in zip(rates, rates[1:], strict=False))
+    assert rates[-1] < 0.25e-3
 
 
 # Not hinge with spectral norm here: the logit's bias then gets exactly zero gradient (-1 + 1) while
@@ -504,10 +531,11 @@ def test_fit_writes_sample_grids_and_predict_writes_pngs(tmp_path):
 
 
 def test_ddp_two_cpu_processes_with_the_r1_penalty(tmp_path):
-    # Two backward passes per batch, one of them through R1's double backward: DDP must sync both networks.
+    # Two backward passes per batch, one of them through R1's double backward: DDP must sync both networks. With a
+    # time limit, the learning-rate decay also reads the clock, broadcast from rank 0 at every batch.
     command = [sys.executable, str(Path(__file__).parents[1] / "projects/dcgan/train.py"), "fit", *TINY, *TINY_DATA,
                *QUIET, "--trainer.max_epochs=1", "--trainer.limit_train_batches=4", "--trainer.log_every_n_steps=1",
-               "--checkpoint.monitor=null",
+               "--checkpoint.monitor=null", "--model.decay_after=0.5", "--trainer.max_time=00:00:05:00",
                "--model.discriminator_norm=none", "--model.r1_gamma=10", "--model.r1_every=2",
                "--trainer.devices=2", "--trainer.strategy=ddp"]  # fmt: skip
     env = {**os.environ, "WANDB_MODE": "disabled"}

@@ -8,6 +8,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from lightning.pytorch import LightningModule
+from lightning.pytorch.callbacks import Timer
 from lightning.pytorch.strategies import DDPStrategy
 from lightning.pytorch.utilities import rank_zero_info
 from torchvision.utils import save_image
@@ -108,8 +109,10 @@ class DCGAN(LightningModule):
         generator_lr: Adam learning rate of the generator.
         discriminator_lr: Adam learning rate of the discriminator.
         betas: Adam betas for both optimisers (beta1 = 0.5 as in the paper).
-        decay_after: share of the training batches (`max_epochs` of them) after which both learning rates decay
-            linearly to 0 at the last batch; None keeps them constant.
+        decay_after: share of training after which both learning rates decay linearly to 0 at its end; None
+            keeps them constant. Training ends at the last batch (`max_epochs` of them) or, when `trainer.max_time`
+            runs out first, at the time limit: the schedule follows whichever share is further along, so a run
+            cut short by the clock still ends on a decayed rate.
         ema_decay: keep an exponential moving average of the generator weights with this decay and sample
             from it; None samples from the trained generator. The decay is min(ema_decay, (1 + n) / (10 + n))
             after n batches, so 0.999 takes effect only after 8,990 batches.
@@ -219,6 +222,7 @@ class DCGAN(LightningModule):
         self.quality_metrics: list = []
         self.quality_metrics_stage: str | None = None
         self.predicted_images: list[torch.Tensor] = []
+        self.time_limit_used = 0.0  # share of trainer.max_time, for the learning-rate decay
 
     @property
     def sampler(self) -> Generator:
@@ -314,7 +318,10 @@ class DCGAN(LightningModule):
         generator_optimizer.step()
         self.untoggle_optimizer(generator_optimizer)
         self.update_ema()
-        for scheduler in self.lr_schedulers() or []:
+        schedulers = self.lr_schedulers() or []
+        if schedulers:
+            self.time_limit_used = self.share_of_time_limit()
+        for scheduler in schedulers:
             scheduler.step()
 
         self.log_dict(
@@ -378,7 +385,8 @@ class DCGAN(LightningModule):
             raise UserInputError(
                 "model.decay_after needs a known number of training batches; set trainer.max_epochs"
             )
-        # The peak until `decay_after` of the batches, then linearly to 0 at the last one.
+        # The peak until `decay_after` of training, then linearly to 0 at its end: the last batch, or the time
+        # limit if the clock says that comes first (`time_limit_used` times the planned batches).
         shape = partial(
             learning_rate_factor,
             total=total,
@@ -386,8 +394,22 @@ class DCGAN(LightningModule):
             decay="onecycle",
             hold=self.hparams.decay_after * total,
         )
-        schedulers = [torch.optim.lr_scheduler.LambdaLR(opt, shape) for opt in (generator, discriminator)]
+
+        def factor(batch: int) -> float:
+            return shape(max(batch, self.time_limit_used * total))
+
+        schedulers = [torch.optim.lr_scheduler.LambdaLR(opt, factor) for opt in (generator, discriminator)]
         return [generator, discriminator], schedulers
+
+    def share_of_time_limit(self) -> float:
+        """The share of `trainer.max_time` spent so far, the same on every process; 0 without a time limit."""
+        timer = next((callback for callback in self.trainer.callbacks if isinstance(callback, Timer)), None)
+        remaining = timer.time_remaining() if timer is not None else None
+        if remaining is None:
+            return 0.0
+        elapsed = timer.time_elapsed()
+        # The processes' clocks differ a little; their learning rates must not.
+        return self.trainer.strategy.broadcast(min(1.0, elapsed / (elapsed + remaining)))
 
     # ---- sample quality (validation and test) ----
 
