@@ -409,7 +409,8 @@ class DCGAN(LightningModule):
             return 0.0
         elapsed = timer.time_elapsed()
         # The processes' clocks differ a little; their learning rates must not.
-        return self.trainer.strategy.broadcast(min(1.0, elapsed / (elapsed + remaining)))
+        share = elapsed / (elapsed + remaining) if elapsed + remaining > 0 else 1.0  # max_time 0: all spent
+        return self.trainer.strategy.broadcast(min(1.0, share))
 
     # ---- sample quality (validation and test) ----
 
