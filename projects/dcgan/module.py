@@ -395,6 +395,8 @@ class DCGAN(LightningModule):
             hold=self.hparams.decay_after * total,
         )
 
+        self.time_limit_used = 0.0  # a new fit starts with the whole time limit ahead
+
         def factor(batch: int) -> float:
             return shape(max(batch, self.time_limit_used * total))
 
