@@ -99,7 +99,13 @@ def run(name: str, horizon: int, seed: int, args: argparse.Namespace) -> dict:
     max_epochs = args.max_epochs if trains else 1
     if name == "SegRNN (ours)":
         dropout = SEGRNN_DROPOUT.get(horizon, 0.1) if args.segrnn_dropout is None else args.segrnn_dropout
-        network = partial(network, dropout=dropout, hidden_size=args.segrnn_hidden)
+        network = partial(
+            network,
+            dropout=dropout,
+            hidden_size=args.segrnn_hidden,
+            segment_length=args.segrnn_segment,
+            cell=args.segrnn_cell,
+        )
         overrides = {
             **overrides,
             "loss": args.segrnn_loss,
@@ -209,6 +215,18 @@ def main() -> None:
     )
     parser.add_argument(
         "--segrnn-hidden", type=int, default=512, help="SegRNN's GRU state size (the authors' 512)"
+    )
+    parser.add_argument(
+        "--segrnn-segment",
+        type=int,
+        default=24,
+        help="SegRNN's segment length in hours (the authors' 24); must divide the lookback and the horizon",
+    )
+    parser.add_argument(
+        "--segrnn-cell",
+        choices=["gru", "lstm"],
+        default="gru",
+        help="SegRNN's recurrent cell (the authors' GRU)",
     )
     parser.add_argument(
         "--segrnn-lr-decay",
