@@ -71,9 +71,10 @@ MODELS = {
     "seasonal naive (24 h)": (partial(SeasonalNaive, period=24), {}, False, 128),
     "DLinear (ours)": (DLinear, {"learning_rate": 5e-3, "loss": "mse"}, True, 128),
     # The SegRNN authors' ETTh1 script (scripts/SegRNN/etth1.sh) with their code's defaults: no RevIN (each window
-    # minus its last value), segment 24, dropout 0.1 (but see SEGRNN_DROPOUT), batch 64, Adam 3e-4.
+    # minus its last value), segment 24, GRU state 512, dropout 0.1 (but see SEGRNN_DROPOUT), batch 64, Adam 3e-4.
+    # Segment, cell and state size: --segrnn-segment, --segrnn-cell, --segrnn-hidden (defaults: the authors').
     "SegRNN (ours)": (
-        partial(SegRNN, segment_length=24, hidden_size=512, revin=False),
+        partial(SegRNN, revin=False),
         {},  # loss, learning rate and its decay: --segrnn-loss, --segrnn-lr, --segrnn-lr-decay
         True,
         64,
@@ -214,7 +215,7 @@ def main() -> None:
         "--segrnn-dropout", type=float, help="SegRNN's dropout at every horizon; default: SEGRNN_DROPOUT"
     )
     parser.add_argument(
-        "--segrnn-hidden", type=int, default=512, help="SegRNN's GRU state size (the authors' 512)"
+        "--segrnn-hidden", type=int, default=512, help="SegRNN's recurrent state size (the authors' 512)"
     )
     parser.add_argument(
         "--segrnn-segment",
