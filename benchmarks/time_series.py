@@ -20,6 +20,7 @@ import tempfile
 import time
 from functools import partial
 from pathlib import Path
+from typing import get_args
 
 import torch
 from lightning.pytorch import Trainer, seed_everything
@@ -28,7 +29,7 @@ from lightning.pytorch.callbacks import EarlyStopping, EMAWeightAveraging, Model
 from common.callbacks import drop_weight_averaging
 from common.precision import fast_precision
 from projects.time_series.data import ForecastDataModule
-from projects.time_series.model import DLinear, LastValueNaive, SeasonalNaive, SegRNN
+from projects.time_series.model import Cell, DLinear, LastValueNaive, SeasonalNaive, SegRNN
 from projects.time_series.module import Forecaster
 from projects.time_series.train import LINKED
 
@@ -225,7 +226,7 @@ def main() -> None:
     )
     parser.add_argument(
         "--segrnn-cell",
-        choices=["gru", "lstm"],
+        choices=get_args(Cell),
         default="gru",
         help="SegRNN's recurrent cell (the authors' GRU)",
     )
