@@ -66,14 +66,19 @@ SEGRNN_DROPOUT = {96: 0.1, 192: 0.1, 336: 0.1, 720: 0.7}
 # x0.9 per epoch for up to --max-epochs: H=720, where 2 cosine epochs had the lower validation MSE on 5 seeds of 5
 # (and than 3 cosine epochs on 3 of 3; the project README's recipe log). --segrnn-cosine-epochs overrides it (0: none).
 SEGRNN_COSINE_EPOCHS = {720: 2}
+# SegRNN's recurrent cell per horizon: the authors' GRU, except at H=336 and 720, where an LSTM had the lower
+# validation MSE on 5 seeds of 5 (the project README's recipe log). --segrnn-cell overrides it.
+SEGRNN_CELL: dict[int, Cell] = {336: "lstm", 720: "lstm"}
 # name -> (network factory, Forecaster overrides, trains?, batch size)
 MODELS = {
     "last-value naive": (LastValueNaive, {}, False, 128),
     "seasonal naive (24 h)": (partial(SeasonalNaive, period=24), {}, False, 128),
     "DLinear (ours)": (DLinear, {"learning_rate": 5e-3, "loss": "mse"}, True, 128),
     # The SegRNN authors' ETTh1 script (scripts/SegRNN/etth1.sh) with their code's defaults: no RevIN (each window
-    # minus its last value), segment 24, GRU state 512, dropout 0.1 (but see SEGRNN_DROPOUT), batch 64, Adam 3e-4.
-    # Segment, cell and state size: --segrnn-segment, --segrnn-cell, --segrnn-hidden (defaults: the authors').
+    # minus its last value), segment 24, a GRU (but see SEGRNN_CELL) with state 512, dropout 0.1 (but see
+    # SEGRNN_DROPOUT), batch 64, Adam 3e-4.
+    # Segment, layers and state size: --segrnn-segment, --segrnn-layers, --segrnn-hidden (defaults: the authors');
+    # the cell: SEGRNN_CELL.
     "SegRNN (ours)": (
         partial(SegRNN, revin=False),
         {},  # loss, learning rate and its decay: --segrnn-loss, --segrnn-lr, --segrnn-lr-decay
@@ -106,7 +111,8 @@ def run(name: str, horizon: int, seed: int, args: argparse.Namespace) -> dict:
             dropout=dropout,
             hidden_size=args.segrnn_hidden,
             segment_length=args.segrnn_segment,
-            cell=args.segrnn_cell,
+            cell=SEGRNN_CELL.get(horizon, "gru") if args.segrnn_cell is None else args.segrnn_cell,
+            num_layers=args.segrnn_layers,
         )
         overrides = {
             **overrides,
@@ -227,8 +233,10 @@ def main() -> None:
     parser.add_argument(
         "--segrnn-cell",
         choices=get_args(Cell),
-        default="gru",
-        help="SegRNN's recurrent cell (the authors' GRU)",
+        help="SegRNN's recurrent cell at every horizon; default: SEGRNN_CELL",
+    )
+    parser.add_argument(
+        "--segrnn-layers", type=int, default=1, help="SegRNN's stacked recurrent layers (the authors' 1)"
     )
     parser.add_argument(
         "--segrnn-lr-decay",

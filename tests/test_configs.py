@@ -13,7 +13,7 @@ QUICKSTART = CONFIGS / "image_classifier" / "digits.yaml"
 PROJECT_CONFIGS = sorted(p for p in CONFIGS.glob("*/*.yaml") if p.parent.name not in ("trainer", "logger"))
 PRESETS = sorted([*CONFIGS.glob("trainer/*.yaml"), *CONFIGS.glob("logger/*.yaml")])
 # Configs that only change a few keys of another project config, which comes first on the command line.
-BASES = {"etth1_segrnn_h720.yaml": "etth1_segrnn.yaml"}
+BASES = {"etth1_segrnn_h336.yaml": "etth1_segrnn.yaml", "etth1_segrnn_h720.yaml": "etth1_segrnn.yaml"}
 
 
 def config_chain(config: Path) -> list[Path]:

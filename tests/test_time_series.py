@@ -36,7 +36,9 @@ NETWORKS = {
     "direct_gru": partial(DirectRNN, cell="gru", hidden_size=16),
     "direct_lstm": partial(DirectRNN, cell="lstm", hidden_size=16),
     "segrnn": partial(SegRNN, segment_length=6, hidden_size=16, dropout=0.0),
-    "segrnn_lstm_no_revin": partial(SegRNN, segment_length=3, hidden_size=16, revin=False, cell="lstm"),
+    "segrnn_2_lstm_layers_no_revin": partial(
+        SegRNN, segment_length=3, hidden_size=16, revin=False, cell="lstm", num_layers=2
+    ),
 }
 TRAINABLE = [name for name in NETWORKS if name not in ("last_value", "seasonal")]
 
@@ -238,7 +240,7 @@ def test_overfits_a_tiny_series(name):
     [
         "segrnn",
         pytest.param(
-            "segrnn_lstm_no_revin",
+            "segrnn_2_lstm_layers_no_revin",
             # oneDNN has no bf16 LSTM for such CPUs ("could not create a primitive descriptor"); the CLI trains
             # in float32 on them (common.precision), so no run of ours meets this.
             marks=pytest.mark.skipif(not cpu_has_native_bf16(), reason="this CPU has no bf16 LSTM kernel"),
@@ -378,19 +380,33 @@ def test_quickstart_config_runs(tmp_path):
     main(["fit", f"--config={config}", "--trainer.fast_dev_run=true", "--model.network.hidden_size=8"])
 
 
-def test_h720_config_changes_only_dropout_and_schedule_of_the_etth1_recipe():
+def test_horizon_configs_change_only_their_keys_of_the_etth1_recipe():
     require_data("ett-small/ETTh1.csv")
     configs = REPO / "configs" / "time_series"
     base = ["--config", str(configs / "etth1_segrnn.yaml")]
     recipe = main(base, run=False)
+    h336 = main([*base, "--config", str(configs / "etth1_segrnn_h336.yaml")], run=False)
     h720 = main([*base, "--config", str(configs / "etth1_segrnn_h720.yaml")], run=False)
-    assert (h720.model.hparams.horizon, h720.trainer.max_epochs) == (720, 2)
-    assert h720.model.hparams.cosine_decay and h720.model.hparams.lr_decay == 1.0
-    assert (recipe.model.hparams.cosine_decay, recipe.model.hparams.lr_decay) == (False, 0.9)
-    for cli, dropout in ((recipe, 0.1), (h720, 0.7)):  # the overlay keeps the rest of the SegRNN recipe
-        network = cli.model.network
+    assert [cli.model.hparams.horizon for cli in (recipe, h336, h720)] == [96, 336, 720]
+    assert (h720.trainer.max_epochs, h720.model.hparams.cosine_decay, h720.model.hparams.lr_decay) == (
+        2,
+        True,
+        1.0,
+    )
+    for cli in (recipe, h336):  # the authors' schedule: up to 30 epochs, x0.9 per epoch
+        assert (cli.trainer.max_epochs, cli.model.hparams.cosine_decay, cli.model.hparams.lr_decay) == (
+            30,
+            False,
+            0.9,
+        )
+    for cli, cell, dropout in (
+        (recipe, torch.nn.GRU, 0.1),
+        (h336, torch.nn.LSTM, 0.1),
+        (h720, torch.nn.LSTM, 0.7),
+    ):
+        network = cli.model.network  # each overlay keeps the rest of the SegRNN recipe
         assert (network.segment_length, network.rnn.hidden_size, network.revin) == (24, 512, None)
-        assert network.head[0].p == dropout
+        assert type(network.rnn) is cell and network.head[0].p == dropout
 
 
 # ----- bad input: one line naming the problem and the fix -----

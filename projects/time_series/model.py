@@ -192,6 +192,7 @@ class SegRNN(nn.Module):
         dropout: dropout on the decoder state before the output projection.
         revin: normalise each window by its own statistics (True), or only subtract its last value.
         cell: `gru` (the paper's choice) or `lstm`.
+        num_layers: stacked recurrent layers, shared by the encoder and the decoder (the paper uses 1).
     """
 
     def __init__(
@@ -205,6 +206,7 @@ class SegRNN(nn.Module):
         dropout: float = 0.5,
         revin: bool = True,
         cell: Cell = "gru",
+        num_layers: int = 1,
     ) -> None:
         super().__init__()
         if lookback % segment_length or horizon % segment_length:
@@ -216,7 +218,7 @@ class SegRNN(nn.Module):
         self.segment_length, self.output_segments = segment_length, horizon // segment_length
         self.revin = RevIN(input_channels) if revin else None
         self.embed = nn.Sequential(nn.Linear(segment_length, hidden_size), nn.ReLU())
-        self.rnn = recurrent_layer(cell, hidden_size, hidden_size, 1, 0.0)
+        self.rnn = recurrent_layer(cell, hidden_size, hidden_size, num_layers, 0.0)
         self.position = nn.Parameter(torch.randn(self.output_segments, hidden_size // 2))
         self.channel = nn.Parameter(torch.randn(input_channels, hidden_size - hidden_size // 2))
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden_size, segment_length))
@@ -232,7 +234,7 @@ class SegRNN(nn.Module):
         segments = x.transpose(1, 2).reshape(
             batch * channels, lookback // self.segment_length, self.segment_length
         )
-        _, state = self.rnn(self.embed(segments))  # state (1, B*C, D), or (h, c) for an LSTM
+        _, state = self.rnn(self.embed(segments))  # state (layers, B*C, D), or (h, c) for an LSTM
         outputs = self.output_segments
         queries = torch.cat(
             [
@@ -244,7 +246,7 @@ class SegRNN(nn.Module):
         queries = queries.repeat(batch, 1).unsqueeze(1)  # (B*C*S_out, 1, D), batch-major like `segments`
 
         def repeat_state(tensor: torch.Tensor) -> torch.Tensor:
-            return tensor.repeat_interleave(outputs, dim=1)  # (1, B*C*S_out, D)
+            return tensor.repeat_interleave(outputs, dim=1)  # (layers, B*C*S_out, D)
 
         state = tuple(map(repeat_state, state)) if isinstance(state, tuple) else repeat_state(state)
         decoded, _ = self.rnn(queries, state)  # (B*C*S_out, 1, D)
