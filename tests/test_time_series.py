@@ -387,23 +387,18 @@ def test_horizon_configs_change_only_their_keys_of_the_etth1_recipe():
     recipe = main(base, run=False)
     h336 = main([*base, "--config", str(configs / "etth1_segrnn_h336.yaml")], run=False)
     h720 = main([*base, "--config", str(configs / "etth1_segrnn_h720.yaml")], run=False)
+
+    def schedule(cli) -> tuple:
+        return cli.trainer.max_epochs, cli.model.hparams.cosine_decay, cli.model.hparams.lr_decay
+
     assert [cli.model.hparams.horizon for cli in (recipe, h336, h720)] == [96, 336, 720]
-    assert (h720.trainer.max_epochs, h720.model.hparams.cosine_decay, h720.model.hparams.lr_decay) == (
-        2,
-        True,
-        1.0,
-    )
-    for cli in (recipe, h336):  # the authors' schedule: up to 30 epochs, x0.9 per epoch
-        assert (cli.trainer.max_epochs, cli.model.hparams.cosine_decay, cli.model.hparams.lr_decay) == (
-            30,
-            False,
-            0.9,
-        )
-    for cli, cell, dropout in (
+    assert schedule(recipe) == schedule(h336) == (30, False, 0.9)  # the authors' x0.9 per epoch
+    assert schedule(h720) == (2, True, 1.0)  # 2 epochs of cosine decay
+    for cli, cell, dropout in [
         (recipe, torch.nn.GRU, 0.1),
         (h336, torch.nn.LSTM, 0.1),
         (h720, torch.nn.LSTM, 0.7),
-    ):
+    ]:
         network = cli.model.network  # each overlay keeps the rest of the SegRNN recipe
         assert (network.segment_length, network.rnn.hidden_size, network.revin) == (24, 512, None)
         assert type(network.rnn) is cell and network.head[0].p == dropout
