@@ -77,8 +77,7 @@ MODELS = {
     # The SegRNN authors' ETTh1 script (scripts/SegRNN/etth1.sh) with their code's defaults: no RevIN (each window
     # minus its last value), segment 24, a GRU (but see SEGRNN_CELL) with state 512, dropout 0.1 (but see
     # SEGRNN_DROPOUT), batch 64, Adam 3e-4.
-    # Segment, layers and state size: --segrnn-segment, --segrnn-layers, --segrnn-hidden (defaults: the authors');
-    # the cell: SEGRNN_CELL.
+    # Segment, layers and state size: --segrnn-segment, --segrnn-layers, --segrnn-hidden (defaults: the authors').
     "SegRNN (ours)": (
         partial(SegRNN, revin=False),
         {},  # loss, learning rate and its decay: --segrnn-loss, --segrnn-lr, --segrnn-lr-decay
