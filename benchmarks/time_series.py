@@ -8,7 +8,9 @@ checkpoint with the best validation score in its training loss (as the SegRNN au
 published figures come from code whose test loader drops the last partial batch (PatchTST's ETTh1 script: batch
 128), so the MSE over those same windows is reported beside it. Training and testing run under bf16
 autocast (`--precision`), as `configs/time_series/etth1_segrnn.yaml` does, on a CPU with bf16 instructions; in
-float32 on one without (`common.precision`). Needs `$DATA_ROOT/ett-small/ETTh1.csv`.
+float32 on one without (`common.precision`). SegRNN trains the recipe `train.py` reads from the shipped configs
+(`configs/time_series/etth1_segrnn*.yaml`), with any `--segrnn-*` flag on top. Needs
+`$DATA_ROOT/ett-small/ETTh1.csv`.
 """
 
 import argparse
@@ -23,15 +25,17 @@ from pathlib import Path
 from typing import get_args
 
 import torch
+import yaml
 from lightning.pytorch import Trainer, seed_everything
 from lightning.pytorch.callbacks import EarlyStopping, EMAWeightAveraging, ModelCheckpoint
 
 from common.callbacks import drop_weight_averaging
+from common.cli import TemplateCLI
 from common.precision import fast_precision
+from projects.time_series import train
 from projects.time_series.data import ForecastDataModule
-from projects.time_series.model import Cell, DLinear, LastValueNaive, SeasonalNaive, SegRNN
+from projects.time_series.model import Cell, DLinear, LastValueNaive, SeasonalNaive
 from projects.time_series.module import Forecaster
-from projects.time_series.train import LINKED
 
 # Published ETTh1 test (MSE, MAE), setting M: DLinear (Zeng et al. 2023, L=336), PatchTST/64 (Nie et al. 2023,
 # L=512), SegRNN (Lin et al. 2023, L=720). H=96 as quoted in the issue; the longer horizons are recalled from the
@@ -59,32 +63,68 @@ PUBLISHED = {
 # PatchTST's ETTh1 script tests in batches of 128 with `drop_last=True`: its MSE covers the first
 # floor(N / 128) * 128 of the N test windows (2048 of 2161 at H=720).
 ANCHOR_TEST_BATCH = 128
-# SegRNN's dropout per horizon: the authors' 0.1, except at H=720, where 0.7 had the lowest mean validation MSE of
-# 0.1, 0.5, 0.7 and 0.9 (the project README's recipe log). --segrnn-dropout overrides it.
-SEGRNN_DROPOUT = {96: 0.1, 192: 0.1, 336: 0.1, 720: 0.7}
-# Where SegRNN trains a fixed number of epochs with a per-step cosine learning-rate decay to 0 instead of the authors'
-# x0.9 per epoch for up to --max-epochs: H=720, where 2 cosine epochs had the lower validation MSE on 5 seeds of 5
-# (and than 3 cosine epochs on 3 of 3; the project README's recipe log). --segrnn-cosine-epochs overrides it (0: none).
-SEGRNN_COSINE_EPOCHS = {720: 2}
-# SegRNN's recurrent cell per horizon: the authors' GRU, except at H=336 and 720, where an LSTM had the lower
-# validation MSE on 5 seeds of 5 (the project README's recipe log). --segrnn-cell overrides it.
-SEGRNN_CELL: dict[int, Cell] = {336: "lstm", 720: "lstm"}
 # name -> (network factory, Forecaster overrides, trains?, batch size)
-MODELS = {
+BASELINES = {
     "last-value naive": (LastValueNaive, {}, False, 128),
     "seasonal naive (24 h)": (partial(SeasonalNaive, period=24), {}, False, 128),
     "DLinear (ours)": (DLinear, {"learning_rate": 5e-3, "loss": "mse"}, True, 128),
-    # The SegRNN authors' ETTh1 script (scripts/SegRNN/etth1.sh) with their code's defaults: no RevIN (each window
-    # minus its last value), segment 24, a GRU (but see SEGRNN_CELL) with state 512, dropout 0.1 (but see
-    # SEGRNN_DROPOUT), batch 64, Adam 3e-4.
-    # Segment, layers and state size: --segrnn-segment, --segrnn-layers, --segrnn-hidden (defaults: the authors').
-    "SegRNN (ours)": (
-        partial(SegRNN, revin=False),
-        {},  # loss, learning rate and its decay: --segrnn-loss, --segrnn-lr, --segrnn-lr-decay
-        True,
-        64,
-    ),
 }
+# SegRNN is trained as train.py builds it from the shipped configs: etth1_segrnn.yaml, the SegRNN authors' ETTh1
+# recipe, plus the horizon's overlay where there is one (etth1_segrnn_h336.yaml, etth1_segrnn_h720.yaml: the changes
+# chosen on validation there). The --segrnn-* flags override single keys of it.
+SEGRNN = "SegRNN (ours)"
+MODELS = [*BASELINES, SEGRNN]
+CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "time_series"
+
+
+def trains(name: str) -> bool:
+    return name == SEGRNN or BASELINES[name][2]
+
+
+def segrnn_overrides(args: argparse.Namespace) -> dict:
+    """train.py's keys that the benchmark's flags set on the SegRNN recipe (None: the recipe's value)."""
+    network = "model.network.init_args"
+    overrides = {
+        "data.lookback": args.lookback,
+        "data.batch_size": args.batch_size,
+        "trainer.max_epochs": args.max_epochs,
+        "model.loss": args.segrnn_loss,
+        "model.learning_rate": args.segrnn_lr,
+        "model.lr_decay": args.segrnn_lr_decay,
+        "model.weight_decay": args.segrnn_weight_decay,
+        f"{network}.dropout": args.segrnn_dropout,
+        f"{network}.hidden_size": args.segrnn_hidden,
+        f"{network}.segment_length": args.segrnn_segment,
+        f"{network}.cell": args.segrnn_cell,
+        f"{network}.num_layers": args.segrnn_layers,
+    }
+    if args.segrnn_cosine_epochs:
+        overrides.update({"model.cosine_decay": True, "model.lr_decay": 1.0})
+        overrides["trainer.max_epochs"] = args.segrnn_cosine_epochs
+    elif args.segrnn_cosine_epochs == 0:  # the base recipe's x lr_decay per epoch, for up to its max_epochs
+        base = yaml.safe_load((CONFIGS / "etth1_segrnn.yaml").read_text())
+        overrides["model.cosine_decay"] = False
+        if args.segrnn_lr_decay is None:
+            overrides["model.lr_decay"] = base["model"]["lr_decay"]
+        if args.max_epochs is None:
+            overrides["trainer.max_epochs"] = base["trainer"]["max_epochs"]
+    return overrides
+
+
+def segrnn_recipe(horizon: int, seed: int, args: argparse.Namespace) -> TemplateCLI:
+    """SegRNN, its data and trainer settings as `train.py fit` builds them for ETTh1 at this horizon."""
+    configs = [CONFIGS / "etth1_segrnn.yaml", CONFIGS / f"etth1_segrnn_h{horizon}.yaml"]
+    settings = {
+        "seed_everything": seed,
+        "trainer.logger": False,
+        "model.plot_windows": 0,
+        "data.path": args.data,
+        "data.horizon": horizon,
+        **segrnn_overrides(args),
+    }
+    cli_args = [f"--config={config}" for config in configs if config.is_file()]
+    cli_args += [f"--{key}={value}" for key, value in settings.items() if value is not None]
+    return train.main(cli_args, run=False)
 
 
 @torch.no_grad()
@@ -100,50 +140,29 @@ def window_mse(trainer: Trainer, model: Forecaster, data: ForecastDataModule) ->
 
 
 def run(name: str, horizon: int, seed: int, args: argparse.Namespace) -> dict:
-    seed_everything(seed, workers=True)
-    network, overrides, trains, batch_size = MODELS[name]
-    max_epochs = args.max_epochs if trains else 1
-    if name == "SegRNN (ours)":
-        dropout = SEGRNN_DROPOUT.get(horizon, 0.1) if args.segrnn_dropout is None else args.segrnn_dropout
-        network = partial(
-            network,
-            dropout=dropout,
-            hidden_size=args.segrnn_hidden,
-            segment_length=args.segrnn_segment,
-            cell=SEGRNN_CELL.get(horizon, "gru") if args.segrnn_cell is None else args.segrnn_cell,
-            num_layers=args.segrnn_layers,
+    if name == SEGRNN:
+        recipe = segrnn_recipe(horizon, seed, args)
+        model, data, max_epochs = recipe.model, recipe.datamodule, recipe.trainer.max_epochs
+    else:
+        seed_everything(seed, workers=True)
+        network, overrides, _, batch_size = BASELINES[name]
+        data = ForecastDataModule(
+            "ETTh1",
+            path=args.data,
+            setting="M",
+            lookback=args.lookback,
+            horizon=horizon,
+            batch_size=args.batch_size or batch_size,
         )
-        overrides = {
-            **overrides,
-            "loss": args.segrnn_loss,
-            "learning_rate": args.segrnn_lr,
-            "lr_decay": args.segrnn_lr_decay,
-            "weight_decay": args.segrnn_weight_decay,
-        }
-        cosine_epochs = (
-            SEGRNN_COSINE_EPOCHS.get(horizon)
-            if args.segrnn_cosine_epochs is None
-            else args.segrnn_cosine_epochs
-        )
-        if cosine_epochs:
-            overrides = {**overrides, "cosine_decay": True, "lr_decay": 1.0}
-            max_epochs = cosine_epochs
-    data = ForecastDataModule(
-        "ETTh1",
-        path=args.data,
-        setting="M",
-        lookback=args.lookback,
-        horizon=horizon,
-        batch_size=args.batch_size or batch_size,
-    )
-    links = {key: getattr(data, key) for key in LINKED}  # what train.py links from data to model
-    model = Forecaster(network=network, plot_windows=0, **links, **overrides)
+        links = {key: getattr(data, key) for key in train.LINKED}  # what train.py links from data to model
+        model = Forecaster(network=network, plot_windows=0, **links, **overrides)
+        max_epochs = (args.max_epochs or 30) if trains(name) else 1
     with tempfile.TemporaryDirectory() as folder:
         # Checkpoint and stop on the training loss measured on validation, as the SegRNN authors' code does.
         monitor = f"val/{model.hparams.loss}"
         checkpoint = ModelCheckpoint(dirpath=folder, monitor=monitor, mode="min")
         callbacks = [checkpoint, EarlyStopping(monitor, patience=args.patience, mode="min")]
-        if args.ema_decay and trains:  # validate, checkpoint and test a moving average of the weights
+        if args.ema_decay and trains(name):  # validate, checkpoint and test a moving average of the weights
             callbacks.append(EMAWeightAveraging(decay=args.ema_decay))
         trainer = Trainer(
             accelerator="auto",
@@ -159,19 +178,19 @@ def run(name: str, horizon: int, seed: int, args: argparse.Namespace) -> dict:
             precision=args.precision,
         )
         start = time.perf_counter()
-        if trains:
+        if trains(name):
             trainer.fit(model, data)
         seconds = time.perf_counter() - start
         drop_weight_averaging(trainer)  # test the averaged weights, not the raw ones
-        results = trainer.test(model, data, ckpt_path="best" if trains else None, verbose=False)[0]
+        results = trainer.test(model, data, ckpt_path="best" if trains(name) else None, verbose=False)[0]
         errors = window_mse(trainer, model, data)  # the tested weights
         scored = len(errors) // ANCHOR_TEST_BATCH * ANCHOR_TEST_BATCH  # the windows PatchTST's figure covers
         anchor_mse = errors[:scored].mean().item()
-        epochs = trainer.current_epoch if trains else 0
+        epochs = trainer.current_epoch if trains(name) else 0
         # Epochs of training behind the best checkpoint ("epoch=E-step=S.ckpt"); fractional with --val-every < 1.
-        best_step = int(Path(checkpoint.best_model_path).stem.split("step=")[1]) if trains else 0
+        best_step = int(Path(checkpoint.best_model_path).stem.split("step=")[1]) if trains(name) else 0
         best_epoch = best_step / max(1, trainer.num_training_batches)
-        best_val = float(checkpoint.best_model_score) if trains else float("nan")
+        best_val = float(checkpoint.best_model_score) if trains(name) else float("nan")
     print(
         f"{name} H={horizon} seed={seed}: test mse {results['test/mse']:.4f} (first {scored} of {len(errors)} windows: {anchor_mse:.4f}) mae {results['test/mae']:.4f} ({seconds:.0f} s, {epochs} epochs, best after {best_epoch:.2f} epochs, val {model.hparams.loss} {best_val:.4f})",
         flush=True,
@@ -192,7 +211,7 @@ def summary(values: list[float]) -> str:
     return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=os.path.join(os.environ.get("DATA_ROOT", "data"), "ett-small"))
     parser.add_argument("--horizons", type=int, nargs="+", default=[96, 192, 336, 720])
@@ -203,50 +222,29 @@ def main() -> None:
     parser.add_argument(
         "--minutes", type=float, default=9.5, help="training budget per run, validation included"
     )
-    parser.add_argument("--max-epochs", type=int, default=30)
     parser.add_argument(
-        "--segrnn-loss",
-        choices=["mae", "mse"],
-        default="mse",
-        help="SegRNN's training loss: mse (the recipe) or mae (the default of the authors' later code)",
+        "--max-epochs", type=int, help="every model's epochs; default: 30, SegRNN its recipe's"
     )
-    parser.add_argument("--segrnn-lr", type=float, default=3e-4, help="SegRNN's Adam learning rate")
-    parser.add_argument(
-        "--segrnn-weight-decay",
-        type=float,
-        default=0.0,
-        help="SegRNN's Adam weight decay (L2 on every weight)",
-    )
-    parser.add_argument(
-        "--segrnn-dropout", type=float, help="SegRNN's dropout at every horizon; default: SEGRNN_DROPOUT"
-    )
-    parser.add_argument(
-        "--segrnn-hidden", type=int, default=512, help="SegRNN's recurrent state size (the authors' 512)"
-    )
+    # SegRNN: each flag overrides one key of the shipped recipe at every horizon; default: the recipe's value there.
+    parser.add_argument("--segrnn-loss", choices=["mae", "mse"], help="the training loss (the recipe: mse)")
+    parser.add_argument("--segrnn-lr", type=float, help="Adam's learning rate")
+    parser.add_argument("--segrnn-weight-decay", type=float, help="Adam's weight decay (L2 on every weight)")
+    parser.add_argument("--segrnn-dropout", type=float, help="dropout before the output layer")
+    parser.add_argument("--segrnn-hidden", type=int, help="the recurrent state size")
     parser.add_argument(
         "--segrnn-segment",
         type=int,
-        default=24,
-        help="SegRNN's segment length in hours (the authors' 24); must divide the lookback and the horizon",
+        help="the segment length in hours; must divide the lookback and the horizon",
     )
+    parser.add_argument("--segrnn-cell", choices=get_args(Cell), help="the recurrent cell")
+    parser.add_argument("--segrnn-layers", type=int, help="stacked recurrent layers")
     parser.add_argument(
-        "--segrnn-cell",
-        choices=get_args(Cell),
-        help="SegRNN's recurrent cell at every horizon; default: SEGRNN_CELL",
-    )
-    parser.add_argument(
-        "--segrnn-layers", type=int, default=1, help="SegRNN's stacked recurrent layers (the authors' 1)"
-    )
-    parser.add_argument(
-        "--segrnn-lr-decay",
-        type=float,
-        default=0.9,
-        help="SegRNN's learning-rate factor per epoch, where it trains without the cosine decay",
+        "--segrnn-lr-decay", type=float, help="the learning-rate factor per epoch, without the cosine decay"
     )
     parser.add_argument(
         "--segrnn-cosine-epochs",
         type=int,
-        help="train SegRNN this many epochs with a cosine decay to 0 (0: none); default: SEGRNN_COSINE_EPOCHS",
+        help="train this many epochs with a per-step cosine decay to 0; 0: etth1_segrnn.yaml's per-epoch decay",
     )
     parser.add_argument(
         "--ema-decay",
@@ -267,14 +265,19 @@ def main() -> None:
         default=1.0,
         help="validate (and maybe checkpoint) every this share of an epoch",
     )
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     args.precision = args.precision or fast_precision("bf16-mixed")
+    return args
+
+
+def main() -> None:
+    args = parse_args()
     torch.set_float32_matmul_precision("high")
 
     rows = []
     for horizon in args.horizons:
         for name in args.models:
-            seeds = args.seeds if MODELS[name][2] else args.seeds[:1]  # the baselines are deterministic
+            seeds = args.seeds if trains(name) else args.seeds[:1]  # the baselines are deterministic
             runs = [run(name, horizon, seed, args) for seed in seeds]
             mse, mae = [r["mse"] for r in runs], [r["mae"] for r in runs]
             anchor_mse = [r["anchor_mse"] for r in runs]
@@ -288,7 +291,7 @@ def main() -> None:
                     summary(anchor_mse),
                     summary(mae),
                     f"{len(runs)}",
-                    time_text if MODELS[name][2] else "-",
+                    time_text if trains(name) else "-",
                 )
             )
         for name, figures in PUBLISHED.items():

@@ -2,6 +2,7 @@
 baselines by hand, the CSV path end to end through the CLI, predict, and each bad input's one-line error."""
 
 import csv
+import importlib.util
 import re
 from functools import partial
 
@@ -402,6 +403,42 @@ def test_horizon_configs_change_only_their_keys_of_the_etth1_recipe():
         network = cli.model.network  # each overlay keeps the rest of the SegRNN recipe
         assert (network.segment_length, network.rnn.hidden_size, network.revin) == (24, 512, None)
         assert type(network.rnn) is cell and network.head[0].p == dropout
+
+
+def test_the_benchmark_trains_the_shipped_recipe_with_its_flags_on_top():
+    require_data("ett-small/ETTh1.csv")
+    spec = importlib.util.spec_from_file_location("benchmark", REPO / "benchmarks" / "time_series.py")
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
+
+    def recipe(*flags: str):
+        cli = benchmark.segrnn_recipe(720, 1, benchmark.parse_args(list(flags)))
+        network, hparams = cli.model.network, cli.model.hparams
+        schedule = cli.trainer.max_epochs, hparams.cosine_decay, hparams.lr_decay
+        return (
+            type(network.rnn),
+            network.head[0].p,
+            network.rnn.hidden_size,
+            schedule,
+            cli.datamodule.batch_size,
+        )
+
+    # etth1_segrnn.yaml with etth1_segrnn_h720.yaml on top, as train.py reads them
+    assert recipe() == (torch.nn.LSTM, 0.7, 512, (2, True, 1.0), 64)
+    flags = [
+        "--segrnn-cell",
+        "gru",
+        "--segrnn-dropout",
+        "0.3",
+        "--segrnn-hidden",
+        "256",
+        "--batch-size",
+        "32",
+    ]
+    assert recipe(*flags) == (torch.nn.GRU, 0.3, 256, (2, True, 1.0), 32)
+    # no cosine: the base recipe's x0.9 per epoch for up to 30 epochs
+    assert recipe("--segrnn-cosine-epochs", "0")[3] == (30, False, 0.9)
+    assert recipe("--segrnn-cosine-epochs", "3")[3] == (3, True, 1.0)
 
 
 # ----- bad input: one line naming the problem and the fix -----
