@@ -411,8 +411,8 @@ def test_the_benchmark_trains_the_shipped_recipe_with_its_flags_on_top():
     benchmark = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(benchmark)
 
-    def recipe(*flags: str):
-        cli = benchmark.segrnn_recipe(720, 1, benchmark.parse_args(list(flags)))
+    def recipe(flags: str = ""):
+        cli = benchmark.segrnn_recipe(720, 1, benchmark.parse_args(flags.split()))
         network, hparams = cli.model.network, cli.model.hparams
         schedule = cli.trainer.max_epochs, hparams.cosine_decay, hparams.lr_decay
         return (
@@ -425,20 +425,11 @@ def test_the_benchmark_trains_the_shipped_recipe_with_its_flags_on_top():
 
     # etth1_segrnn.yaml with etth1_segrnn_h720.yaml on top, as train.py reads them
     assert recipe() == (torch.nn.LSTM, 0.1, 512, (2, True, 1.0), 64)
-    flags = [
-        "--segrnn-cell",
-        "gru",
-        "--segrnn-dropout",
-        "0.3",
-        "--segrnn-hidden",
-        "256",
-        "--batch-size",
-        "32",
-    ]
-    assert recipe(*flags) == (torch.nn.GRU, 0.3, 256, (2, True, 1.0), 32)
+    flags = "--segrnn-cell gru --segrnn-dropout 0.3 --segrnn-hidden 256 --batch-size 32"
+    assert recipe(flags) == (torch.nn.GRU, 0.3, 256, (2, True, 1.0), 32)
     # no cosine: the base recipe's x0.9 per epoch for up to 30 epochs
-    assert recipe("--segrnn-cosine-epochs", "0")[3] == (30, False, 0.9)
-    assert recipe("--segrnn-cosine-epochs", "3")[3] == (3, True, 1.0)
+    assert recipe("--segrnn-cosine-epochs 0")[3] == (30, False, 0.9)
+    assert recipe("--segrnn-cosine-epochs 3")[3] == (3, True, 1.0)
 
 
 # ----- bad input: one line naming the problem and the fix -----
