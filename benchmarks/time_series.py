@@ -140,6 +140,7 @@ def window_mse(trainer: Trainer, model: Forecaster, data: ForecastDataModule) ->
 
 
 def run(name: str, horizon: int, seed: int, args: argparse.Namespace) -> dict:
+    fits = trains(name)
     if name == SEGRNN:
         recipe = segrnn_recipe(horizon, seed, args)
         model, data, max_epochs = recipe.model, recipe.datamodule, recipe.trainer.max_epochs
@@ -156,13 +157,13 @@ def run(name: str, horizon: int, seed: int, args: argparse.Namespace) -> dict:
         )
         links = {key: getattr(data, key) for key in train.LINKED}  # what train.py links from data to model
         model = Forecaster(network=network, plot_windows=0, **links, **overrides)
-        max_epochs = (args.max_epochs or 30) if trains(name) else 1
+        max_epochs = (args.max_epochs or 30) if fits else 1
     with tempfile.TemporaryDirectory() as folder:
         # Checkpoint and stop on the training loss measured on validation, as the SegRNN authors' code does.
         monitor = f"val/{model.hparams.loss}"
         checkpoint = ModelCheckpoint(dirpath=folder, monitor=monitor, mode="min")
         callbacks = [checkpoint, EarlyStopping(monitor, patience=args.patience, mode="min")]
-        if args.ema_decay and trains(name):  # validate, checkpoint and test a moving average of the weights
+        if args.ema_decay and fits:  # validate, checkpoint and test a moving average of the weights
             callbacks.append(EMAWeightAveraging(decay=args.ema_decay))
         trainer = Trainer(
             accelerator="auto",
@@ -178,19 +179,19 @@ def run(name: str, horizon: int, seed: int, args: argparse.Namespace) -> dict:
             precision=args.precision,
         )
         start = time.perf_counter()
-        if trains(name):
+        if fits:
             trainer.fit(model, data)
         seconds = time.perf_counter() - start
         drop_weight_averaging(trainer)  # test the averaged weights, not the raw ones
-        results = trainer.test(model, data, ckpt_path="best" if trains(name) else None, verbose=False)[0]
+        results = trainer.test(model, data, ckpt_path="best" if fits else None, verbose=False)[0]
         errors = window_mse(trainer, model, data)  # the tested weights
         scored = len(errors) // ANCHOR_TEST_BATCH * ANCHOR_TEST_BATCH  # the windows PatchTST's figure covers
         anchor_mse = errors[:scored].mean().item()
-        epochs = trainer.current_epoch if trains(name) else 0
+        epochs = trainer.current_epoch if fits else 0
         # Epochs of training behind the best checkpoint ("epoch=E-step=S.ckpt"); fractional with --val-every < 1.
-        best_step = int(Path(checkpoint.best_model_path).stem.split("step=")[1]) if trains(name) else 0
+        best_step = int(Path(checkpoint.best_model_path).stem.split("step=")[1]) if fits else 0
         best_epoch = best_step / max(1, trainer.num_training_batches)
-        best_val = float(checkpoint.best_model_score) if trains(name) else float("nan")
+        best_val = float(checkpoint.best_model_score) if fits else float("nan")
     print(
         f"{name} H={horizon} seed={seed}: test mse {results['test/mse']:.4f} (first {scored} of {len(errors)} windows: {anchor_mse:.4f}) mae {results['test/mae']:.4f} ({seconds:.0f} s, {epochs} epochs, best after {best_epoch:.2f} epochs, val {model.hparams.loss} {best_val:.4f})",
         flush=True,
