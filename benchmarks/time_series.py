@@ -97,6 +97,7 @@ def segrnn_overrides(args: argparse.Namespace) -> dict:
         f"{network}.segment_length": args.segrnn_segment,
         f"{network}.cell": args.segrnn_cell,
         f"{network}.num_layers": args.segrnn_layers,
+        f"{network}.revin": args.segrnn_revin,
     }
     if args.segrnn_cosine_epochs:
         overrides.update({"model.cosine_decay": True, "model.lr_decay": 1.0})
@@ -176,6 +177,7 @@ def run(name: str, horizon: int, seed: int, args: argparse.Namespace) -> dict:
             default_root_dir=folder,
             num_sanity_val_steps=0,
             val_check_interval=args.val_every,
+            gradient_clip_val=args.gradient_clip if fits else None,
             precision=args.precision,
         )
         start = time.perf_counter()
@@ -240,6 +242,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--segrnn-cell", choices=get_args(Cell), help="the recurrent cell")
     parser.add_argument("--segrnn-layers", type=int, help="stacked recurrent layers")
     parser.add_argument(
+        "--segrnn-revin",
+        action=argparse.BooleanOptionalAction,
+        help="normalise each window by its own mean and deviation (the recipe: only minus its last value)",
+    )
+    parser.add_argument(
         "--segrnn-lr-decay", type=float, help="the learning-rate factor per epoch, without the cosine decay"
     )
     parser.add_argument(
@@ -251,6 +258,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--ema-decay",
         type=float,
         help="keep an exponential moving average of the weights with this decay per step",
+    )
+    parser.add_argument(
+        "--gradient-clip", type=float, help="clip each step's gradient norm to this (default: no clipping)"
     )
     parser.add_argument(
         "--precision",

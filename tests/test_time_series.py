@@ -421,12 +421,13 @@ def test_the_benchmark_trains_the_shipped_recipe_with_its_flags_on_top():
             network.rnn.hidden_size,
             schedule,
             cli.datamodule.batch_size,
+            network.revin is not None,
         )
 
     # etth1_segrnn.yaml with etth1_segrnn_h720.yaml on top, as train.py reads them
-    assert recipe() == (torch.nn.LSTM, 0.1, 512, (2, True, 1.0), 64)
-    flags = "--segrnn-cell gru --segrnn-dropout 0.3 --segrnn-hidden 256 --batch-size 32"
-    assert recipe(flags) == (torch.nn.GRU, 0.3, 256, (2, True, 1.0), 32)
+    assert recipe() == (torch.nn.LSTM, 0.1, 512, (2, True, 1.0), 64, False)
+    flags = "--segrnn-cell gru --segrnn-dropout 0.3 --segrnn-hidden 256 --batch-size 32 --segrnn-revin"
+    assert recipe(flags) == (torch.nn.GRU, 0.3, 256, (2, True, 1.0), 32, True)
     # no cosine: the base recipe's x0.9 per epoch for up to 30 epochs
     assert recipe("--segrnn-cosine-epochs 0")[3] == (30, False, 0.9)
     assert recipe("--segrnn-cosine-epochs 3")[3] == (3, True, 1.0)
