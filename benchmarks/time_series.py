@@ -177,7 +177,7 @@ def run(name: str, horizon: int, seed: int, args: argparse.Namespace) -> dict:
             default_root_dir=folder,
             num_sanity_val_steps=0,
             val_check_interval=args.val_every,
-            gradient_clip_val=args.gradient_clip if fits else None,
+            gradient_clip_val=args.gradient_clip,
             precision=args.precision,
         )
         start = time.perf_counter()
