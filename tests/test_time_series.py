@@ -394,14 +394,14 @@ def test_horizon_configs_change_only_their_keys_of_the_etth1_recipe():
 
     assert [cli.model.hparams.horizon for cli in (recipe, h336, h720)] == [96, 336, 720]
     assert schedule(recipe) == schedule(h336) == (30, False, 0.9)  # the authors' x0.9 per epoch
-    assert schedule(h720) == (4, True, 1.0)  # 4 epochs of cosine decay
-    for cli, cell, segment in [
-        (recipe, torch.nn.GRU, 24),
-        (h336, torch.nn.LSTM, 24),
-        (h720, torch.nn.LSTM, 120),
+    assert schedule(h720) == (3, True, 1.0)  # 3 epochs of cosine decay
+    for cli, cell, segment, hidden, dropout in [
+        (recipe, torch.nn.GRU, 24, 512, 0.1),
+        (h336, torch.nn.LSTM, 24, 512, 0.1),
+        (h720, torch.nn.LSTM, 120, 1024, 0.3),
     ]:
         network = cli.model.network  # each overlay keeps the rest of the SegRNN recipe
-        assert (network.rnn.hidden_size, network.revin, network.head[0].p) == (512, None, 0.1)
+        assert (network.rnn.hidden_size, network.head[0].p, network.revin) == (hidden, dropout, None)
         assert type(network.rnn) is cell and network.segment_length == segment
 
 
@@ -426,12 +426,12 @@ def test_the_benchmark_trains_the_shipped_recipe_with_its_flags_on_top():
         )
 
     # etth1_segrnn.yaml with etth1_segrnn_h720.yaml on top, as train.py reads them
-    assert recipe() == (torch.nn.LSTM, 0.1, 512, (4, True, 1.0), 64, False, 120)
-    flags = "--segrnn-cell gru --segrnn-dropout 0.3 --segrnn-hidden 256 --batch-size 32 --segrnn-revin --segrnn-segment 24"
-    assert recipe(flags) == (torch.nn.GRU, 0.3, 256, (4, True, 1.0), 32, True, 24)
+    assert recipe() == (torch.nn.LSTM, 0.3, 1024, (3, True, 1.0), 64, False, 120)
+    flags = "--segrnn-cell gru --segrnn-dropout 0.5 --segrnn-hidden 256 --batch-size 32 --segrnn-revin --segrnn-segment 24"
+    assert recipe(flags) == (torch.nn.GRU, 0.5, 256, (3, True, 1.0), 32, True, 24)
     # no cosine: the base recipe's x0.9 per epoch for up to 30 epochs
     assert recipe("--segrnn-cosine-epochs 0")[3] == (30, False, 0.9)
-    assert recipe("--segrnn-cosine-epochs 3")[3] == (3, True, 1.0)
+    assert recipe("--segrnn-cosine-epochs 5")[3] == (5, True, 1.0)
 
 
 # ----- bad input: one line naming the problem and the fix -----
