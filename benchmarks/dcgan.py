@@ -65,7 +65,7 @@ def last_metrics(run_dir: Path) -> dict[str, float]:
 
 def batches_trained(run_dir: Path) -> tuple[int, int | None]:
     """The batches a GAN run trained (from its last checkpoint) and the batches its config planned, when whole."""
-    checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     trained = checkpoint["loops"]["fit_loop"]["epoch_loop.batch_progress"]["total"]["completed"]
     trainer = yaml.safe_load((run_dir / "config.yaml").read_text())["trainer"]
     per_epoch = trainer.get("limit_train_batches") or 1.0  # above 1: batches; at most 1: a share of the data

@@ -12,7 +12,8 @@ from typing import Any
 
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
-from lightning.pytorch.callbacks import BasePredictionWriter, ModelCheckpoint, WeightAveraging
+from lightning.pytorch.callbacks import BasePredictionWriter, WeightAveraging
+from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_info
 
 from common import media
@@ -26,48 +27,6 @@ def drop_weight_averaging(trainer: Trainer) -> None:
     weights it keeps for resuming back in on loading, so `trainer.test(ckpt_path=...)` would test those.
     """
     trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, WeightAveraging)]
-
-
-class BestAndLastCheckpoint(ModelCheckpoint):
-    """`best.ckpt` by the monitored metric and `last.ckpt`, in `<run dir>/checkpoints/`.
-
-    `last.ckpt` is the latest state, written at every checkpointing point, so that resuming loses nothing. Since
-    Lightning 2.6 `ModelCheckpoint(save_last=True)` writes it only when a best checkpoint is written at the same
-    step, which made it a copy of `best.ckpt` once the metric stopped improving.
-    """
-
-    def __init__(
-        self,
-        monitor: str | None = None,
-        mode: str = "max",
-        filename: str = "best",
-        save_last: bool = True,
-        auto_insert_metric_name: bool = False,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(
-            monitor=monitor,
-            mode=mode,
-            filename=filename,
-            save_last=save_last,
-            auto_insert_metric_name=auto_insert_metric_name,
-            **kwargs,
-        )
-
-    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        super().on_train_epoch_end(trainer, pl_module)
-        if self._should_save_on_train_epoch_end(trainer):
-            self._save_last_if_not_saved(trainer)
-
-    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        super().on_validation_end(trainer, pl_module)
-        if not self._should_save_on_train_epoch_end(trainer):
-            self._save_last_if_not_saved(trainer)
-
-    def _save_last_if_not_saved(self, trainer: Trainer) -> None:
-        # Skipped in sanity checks and when this step was saved already (by the best checkpoint, with last.ckpt).
-        if self.save_last and not self._should_skip_saving_checkpoint(trainer):
-            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
 
 def batch_size_of(batch: Any) -> int:
@@ -105,6 +64,7 @@ class ThroughputLogger(Callback):
             0.0,
             [],
         )
+        self.on_train_epoch_start(trainer, pl_module)  # a run resumed mid-epoch starts with no epoch start
 
     def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self.samples, self.steps = 0, []
@@ -128,7 +88,8 @@ class ThroughputLogger(Callback):
         self.validation_start = synchronized_clock(pl_module.device)
 
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if not trainer.sanity_checking:
+        # `validate` on its own runs these hooks too, with no training to leave its time out of.
+        if trainer.state.fn == TrainerFn.FITTING and not trainer.sanity_checking:
             self.validation_seconds += synchronized_clock(pl_module.device) - self.validation_start
 
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:

@@ -11,17 +11,23 @@ writes `<run dir>/predictions.csv`, or `--prediction_writer.output`).
 """
 
 import os
+import signal
 import sys
+from pathlib import Path
 from typing import Any
 
 from jsonargparse import Namespace
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from common.callbacks import BestAndLastCheckpoint, PredictionWriter, ThroughputLogger, drop_weight_averaging
+from common.callbacks import PredictionWriter, ThroughputLogger, drop_weight_averaging
+from common.checkpointing import BestAndLastCheckpoint, checkpoint_to_restore
 from common.errors import UserInputError
+from common.guards import FiniteLossGuard
 from common.precision import fast_precision
-from common.runs import RUNS_ROOT, configure_wandb_mode, finish_wandb_run, run_directory
+from common.resume import ExactResume
+from common.runs import RUNS_ROOT, configure_wandb_mode, finish_wandb_run, project_of, run_directory
 
 WANDB_LOGGER = "lightning.pytorch.loggers.WandbLogger"
 CSV_LOGGER = "lightning.pytorch.loggers.CSVLogger"
@@ -64,7 +70,7 @@ class TemplateCLI(LightningCLI):
         links: tuple[tuple[str, str], ...] = (),
         **kwargs: Any,
     ) -> None:
-        self.project = model_class.__module__.split(".")[-2]
+        self.project = project_of(model_class)
         self.monitor, self.mode, self.links = monitor, mode, links
         configure_wandb_mode()
         trainer_defaults = {
@@ -82,6 +88,10 @@ class TemplateCLI(LightningCLI):
         except UserInputError as error:
             # A mistake the user can fix gets one line, not a traceback from deep inside a library.
             sys.exit(f"error: {error}")
+        except SIGTERMException:
+            # Preempted (a scheduler's SIGTERM): last.ckpt is saved; a non-zero status tells the scheduler so.
+            print(f"stopped by SIGTERM; resume with --ckpt_path {self._run_hint()}", file=sys.stderr)
+            sys.exit(128 + signal.SIGTERM)
         finally:
             if kwargs.get("run", True):
                 finish_wandb_run()
@@ -100,12 +110,59 @@ class TemplateCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
         config.trainer.logger = self._complete_logger_config(config.trainer.logger)
+        if self.subcommand and config.get("weights_only") is None:
+            config.weights_only = True  # checkpoints are data: loading one never runs code
         # The CPU presets train in bf16, which only CPUs with bf16 instructions run fast.
         config.trainer.precision = fast_precision(config.trainer.precision, config.trainer.accelerator)
+
+    def _parse_ckpt_path(self) -> None:
+        """Check `--ckpt_path` (and resolve `last`, `best` or a run folder) before LightningCLI reads the file."""
+        config = self.config.get(self.config.get("subcommand") or "")
+        if config is not None and config.get("ckpt_path"):
+            checkpoint = checkpoint_to_restore(config.ckpt_path, self._runs_root(config), self.project)
+            config.ckpt_path = str(checkpoint) if checkpoint else None
+            if checkpoint and self.config.subcommand == "fit":
+                self._continue_run(config, checkpoint)
+        super()._parse_ckpt_path()
 
     def instantiate_classes(self) -> None:
         super().instantiate_classes()
         self._save_component_configs(self.model)
+
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        trainer = super().instantiate_trainer(**kwargs)
+        # First in the list, so the guard stops a broken step before any checkpoint callback saves it.
+        trainer.callbacks[0:0] = [FiniteLossGuard(), ExactResume()]
+        return trainer
+
+    def _runs_root(self, config: Namespace) -> Path:
+        """The folder that holds `<project>/<run id>/` folders: the logger's `save_dir`."""
+        logger = config.trainer.logger
+        logger = logger[0] if isinstance(logger, list) and logger else logger
+        init_args = logger.get("init_args") if isinstance(logger, Namespace) else None
+        return Path((init_args or {}).get("save_dir") or config.trainer.default_root_dir or RUNS_ROOT)
+
+    def _continue_run(self, config: Namespace, checkpoint: Path) -> None:
+        """Resume in the checkpoint's own run: the same folder (checkpoints, best-checkpoint tracking, config) and,
+        with W&B, the same run id."""
+        if checkpoint.parent.name != "checkpoints":
+            return  # a loose .ckpt file: its training state resumes, in a new run folder
+        run = checkpoint.parent.parent
+        loggers = (
+            config.trainer.logger if isinstance(config.trainer.logger, list) else [config.trainer.logger]
+        )
+        for logger in loggers:
+            if not isinstance(logger, Namespace) or "class_path" not in logger:
+                continue
+            init_args = logger.init_args
+            init_args.save_dir = str(run.parent.parent)
+            init_args.version = run.name
+            if logger.class_path == WANDB_LOGGER:
+                init_args.id, init_args.resume = run.name, "allow"
+
+    def _run_hint(self) -> str:
+        trainer = getattr(self, "trainer", None)
+        return str(run_directory(trainer)) if trainer is not None else "last"
 
     def _save_component_configs(self, model: LightningModule) -> None:
         """Add the model's component configs (`class_path` + `init_args`) to its saved hyperparameters.
@@ -126,7 +183,11 @@ class TemplateCLI(LightningCLI):
         if not isinstance(logger, Namespace) or "class_path" not in logger:
             return logger
         if logger.class_path == WANDB_LOGGER and os.environ.get("WANDB_MODE") == "disabled":
-            logger = Namespace(class_path=CSV_LOGGER, init_args=Namespace(save_dir=RUNS_ROOT))
+            wandb_args = logger.get("init_args") or Namespace()  # a resumed run keeps its folder
+            csv_args = Namespace(
+                save_dir=wandb_args.get("save_dir") or RUNS_ROOT, version=wandb_args.get("version")
+            )
+            logger = Namespace(class_path=CSV_LOGGER, init_args=csv_args)
         init_args = logger.get("init_args") or Namespace()
         if logger.class_path == WANDB_LOGGER:
             # W&B's background service resolves relative paths against its own working directory, which is

@@ -1,7 +1,9 @@
 """Loaders for datasets held in memory as tensors: each batch is one gather per tensor."""
 
 import torch
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import TensorDataset
+
+from common.resume import ResumableLoader
 
 
 class TensorBatches(TensorDataset):
@@ -20,13 +22,16 @@ def _as_is(batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
     return batch  # already a batch: `TensorBatches.__getitems__` gathered it
 
 
-def tensor_loader(*tensors: torch.Tensor, batch_size: int, shuffle: bool, num_workers: int = 0) -> DataLoader:
-    """Batches of rows of `tensors` (equal first dimensions), as a tuple of tensors in the same order.
+def tensor_loader(
+    *tensors: torch.Tensor, batch_size: int, shuffle: bool, num_workers: int = 0
+) -> ResumableLoader:
+    """Batches of rows of `tensors` (equal first dimensions), as a tuple of tensors in the same order; a run that
+    stops mid-epoch resumes at the next batch in the same order (`common.resume`).
 
     Shuffled loaders drop a last incomplete batch (equal batches keep batch-norm statistics steady) unless
     the data holds no more than one batch.
     """
-    return DataLoader(
+    return ResumableLoader(
         TensorBatches(*tensors),
         batch_size=batch_size,
         shuffle=shuffle,

@@ -11,17 +11,18 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-import torch
 import yaml
 from lightning.pytorch import LightningModule
 
+from common.checkpointing import read_checkpoint
 from common.errors import UserInputError
 
 IMAGE_CLASSIFIER = "projects.image_classifier.module.ImageClassifier"
 
 
 def load_trained_module(checkpoint_path: str | Path, class_path: str | None = None) -> LightningModule:
-    """A LightningModule rebuilt from a Lightning checkpoint, frozen and in eval mode, on the CPU.
+    """A LightningModule rebuilt from a Lightning checkpoint, frozen and in eval mode, on the CPU; loaded
+    weights-only, so a crafted checkpoint cannot run code.
 
     The class comes from the checkpoint (`hyper_parameters._class_path`, written by LightningCLI in
     subclass mode), else from `class_path`; arguments the checkpoint lacks come from the run's config.yaml. The loaded module gets `checkpoint_path`, and `input_size`
@@ -46,7 +47,7 @@ def load_trained_module(checkpoint_path: str | Path, class_path: str | None = No
         ) from None
     try:
         module = module_class.load_from_checkpoint(
-            path, map_location="cpu", weights_only=False, **arguments_missing_from(hyper_parameters, path)
+            path, map_location="cpu", weights_only=True, **arguments_missing_from(hyper_parameters, path)
         )
     except (RuntimeError, KeyError, TypeError, ValueError) as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
@@ -84,21 +85,6 @@ def arguments_missing_from(hyper_parameters: dict[str, Any], path: Path) -> dict
     model = (yaml.safe_load(config_path.read_text()) or {}).get("model") or {}
     model = model.get("init_args", model) if "class_path" in model else model
     return {name: value for name, value in model.items() if name not in hyper_parameters}
-
-
-def read_checkpoint(path: Path) -> dict[str, Any]:
-    try:
-        # Full unpickling: hyper-parameters may hold plain Python objects; only load checkpoints you trust.
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as error:  # torch raises many types for a truncated or foreign file
-        raise UserInputError(
-            f"cannot read checkpoint {path} ({type(error).__name__}); is it a Lightning .ckpt file?"
-        ) from None
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
-        raise UserInputError(
-            f"{path} is not a Lightning checkpoint (no state_dict); pass a .ckpt from a run's checkpoints/"
-        )
-    return checkpoint
 
 
 def saved_image_size(checkpoint: dict[str, Any]) -> int | None:

@@ -11,6 +11,15 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 RUNS_ROOT = "runs"
 
 
+def project_of(module_class: type) -> str:
+    """The project a LightningModule class belongs to: `projects.<project>.module.<Class>` -> `<project>`.
+
+    It names the run folder (`runs/<project>/`), the W&B project and the tag every checkpoint carries.
+    """
+    parts = module_class.__module__.split(".")
+    return parts[-2] if len(parts) > 1 else parts[0]
+
+
 def run_directory(trainer: Trainer) -> Path:
     """The folder that holds this run's checkpoints, config, media and predictions."""
     logger = trainer.logger

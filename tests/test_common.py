@@ -15,13 +15,13 @@ from lightning.pytorch.loggers import CSVLogger
 
 from common import media
 from common.callbacks import (
-    BestAndLastCheckpoint,
     ConfusionMatrixLogger,
     Lookahead,
     PredictionWriter,
     ThroughputLogger,
     batch_size_of,
 )
+from common.checkpointing import BestAndLastCheckpoint
 from common.data import tensor_loader
 from common.files import atomic_path
 from common.metrics import StageMetrics, classification_metrics
