@@ -6,14 +6,23 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from conftest import REPO, require_data
 
 CONFIGS = REPO / "configs"
 QUICKSTART = CONFIGS / "image_classifier" / "digits.yaml"
 PROJECT_CONFIGS = sorted(p for p in CONFIGS.glob("*/*.yaml") if p.parent.name not in ("trainer", "logger"))
 PRESETS = sorted([*CONFIGS.glob("trainer/*.yaml"), *CONFIGS.glob("logger/*.yaml")])
+TRAINER_PRESETS = sorted(CONFIGS.glob("trainer/*.yaml"))
+PRECISION_ON_GPU = [
+    [CONFIGS / "trainer/gpu.yaml", CONFIGS / f"trainer/{name}.yaml"] for name in ("16-mixed", "bf16-mixed")
+]
 # Configs that only change a few keys of another project config, which comes first on the command line.
 BASES = {"etth1_segrnn_h336.yaml": "etth1_segrnn.yaml", "etth1_segrnn_h720.yaml": "etth1_segrnn.yaml"}
+
+
+def preset_ids(presets: list[Path]) -> str:
+    return "+".join(preset.stem for preset in presets)
 
 
 def config_chain(config: Path) -> list[Path]:
@@ -48,6 +57,11 @@ def cpu_if_no_gpu(config: Path) -> list[str]:
     return ["--trainer.accelerator=cpu", "--trainer.devices=2"]
 
 
+def needs_a_gpu(preset: Path) -> bool:
+    """Lightning refuses FSDP on the CPU: without a GPU such a preset is parsed, not instantiated."""
+    return "fsdp" in preset.read_text() and not torch.cuda.is_available()
+
+
 @pytest.mark.parametrize("config", PROJECT_CONFIGS, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_project_config_instantiates(config, tmp_path):
     train = importlib.import_module(f"projects.{config.parent.name}.train")
@@ -60,8 +74,25 @@ def test_project_config_instantiates(config, tmp_path):
 def test_preset_composes_with_quickstart(preset):
     from projects.image_classifier.train import main
 
+    if needs_a_gpu(preset):
+        pytest.skip("FSDP needs a GPU; test_trainer_preset_values_reach_the_config parses it")
     cli = main(["--config", str(QUICKSTART), "--config", str(preset), *cpu_if_no_gpu(preset)], run=False)
     assert cli.trainer is not None
     if preset.parent.name == "logger":
         expected = preset.stem.replace("tensorboard", "tensorboardlogger").replace("csv", "csvlogger")
         assert type(cli.trainer.logger).__name__.lower() in (expected, "csvlogger")  # W&B disabled -> CSV
+
+
+@pytest.mark.parametrize("presets", [*([p] for p in TRAINER_PRESETS), *PRECISION_ON_GPU], ids=preset_ids)
+def test_trainer_preset_values_reach_the_config(presets):
+    # Later presets override earlier ones key by key: `--config gpu.yaml --config 16-mixed.yaml` is fp16 on a GPU.
+    from projects.image_classifier.train import main
+
+    parser = main(["--config", str(QUICKSTART)], run=False).parser
+    config = parser.parse_args(
+        [argument for preset in [QUICKSTART, *presets] for argument in ("--config", str(preset))]
+    )
+    expected = {}
+    for preset in presets:
+        expected.update(yaml.safe_load(preset.read_text())["trainer"])
+    assert {key: config.trainer[key] for key in expected} == expected

@@ -3,8 +3,6 @@
 import csv
 import io
 import json
-import os
-import subprocess
 import sys
 from functools import partial
 from pathlib import Path
@@ -287,18 +285,6 @@ def test_fast_dev_run_each_model(name):
     )  # fit's metrics are reset by test
 
 
-def test_ddp_two_cpu_processes_with_adversarial_training(tmp_path):
-    # Two forward passes, one backward: DDP's gradient hooks must fire once per parameter and step.
-    command = [sys.executable, str(REPO / "projects/sentiment/train.py"), "fit", *QUICK, *network_args("lstm"),
-               "--model.adversarial_epsilon=1", "--trainer.max_epochs=1", "--trainer.logger=false",
-               "--trainer.accelerator=cpu", "--trainer.devices=2", "--trainer.strategy=ddp"]  # fmt: skip
-    env = {**os.environ, "WANDB_MODE": "disabled"}
-    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, "\n".join(result.stderr.splitlines()[-30:])
-    assert "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in result.stderr + result.stdout
-    assert "test/acc" in result.stdout
-
-
 def test_fit_saves_tokenizer_and_predict_uses_it(tmp_path, monkeypatch):
     cli = main(["fit", *QUICK, "--data.synthetic_size=1000", "--data.batch_size=32", "--trainer.max_epochs=3",
                 "--model.lr=0.01", *network_args("cnn"), "--model.network.embedding_dim=32", "--model.network.num_filters=32",
@@ -407,6 +393,85 @@ def test_bad_inputs_give_one_line_errors(tmp_path, rows, options, message):
         main(["fit", *QUICK, f"--data.train_file={path}", *options])
     assert exit_info.value.code.startswith("error: ") and "\n" not in exit_info.value.code
     assert __import__("re").search(message, exit_info.value.code), exit_info.value.code
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", r"train_file .*train.tsv is empty; check --data.train_file$"),
+        (b"sentence\tlabel\n", r"train_file .*train.tsv has no data rows"),
+        (b"sentence\tlabel\ngood\t1\nbad\t1\textra\n",
+         r"cannot parse train_file .*train.tsv as .tsv: Expected 2 fields in line 3, saw 3; fix that line"),
+        (b'sentence\tlabel\ngood\t1\n"never closed\t1\nmore\t0\n',
+         r"cannot parse train_file .*train.tsv as .tsv: EOF inside string starting at row 2; fix that line"),
+    ],
+    ids=["empty", "header_only", "extra_field", "unclosed_quote"],
+)  # fmt: skip
+def test_unparsable_files_name_the_file_and_the_parsers_reason(tmp_path, content, message):
+    (tmp_path / "train.tsv").write_bytes(content)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", *QUICK, f"--data.train_file={tmp_path / 'train.tsv'}"])
+    assert exit_info.value.code.startswith("error: ") and "\n" not in exit_info.value.code
+    assert __import__("re").search(message, exit_info.value.code), exit_info.value.code
+
+
+def test_quoted_fields_load_as_pandas_reads_them(tmp_path):
+    import pandas as pd
+
+    texts = [
+        "a tab\there , fine",
+        "one line\nand another",
+        'she said "great" twice',
+        '"quoted" first',
+        "plain",
+    ]
+    frame = pd.DataFrame({"sentence": texts * 4, "label": [1, 0, 1, 0, 1] * 4})
+    frame.to_csv(tmp_path / "train.tsv", sep="\t")  # pandas' defaults: an index column, minimal quoting
+    frame.to_csv(tmp_path / "train.csv", index=False)
+    for name in ("train.tsv", "train.csv"):
+        path = tmp_path / name
+        assert pd.read_csv(path, sep="\t" if name.endswith(".tsv") else ",")["sentence"].tolist() == texts * 4
+        datamodule = SentimentDataModule(train_file=str(path), val_file=str(path), vocab_size=100,
+                                         cache_dir=str(tmp_path / "cache"))  # fmt: skip
+        datamodule.setup("fit")
+        assert datamodule.texts["val"][0] == texts * 4 and datamodule.texts["val"][1] == [1, 0, 1, 0, 1] * 4
+
+
+def test_label_names_in_the_label_column_become_sorted_class_names(tmp_path):
+    rows = [(text, ["neg", "pos"][label]) for text, label in labelled(24)]
+    write_tsv(tmp_path / "train.tsv", rows)
+    write_tsv(tmp_path / "val.tsv", [("truly wonderful", "pos"), ("tedious", "neg"), ("great acting", "pos")])
+    cli = main(["fit", *QUICK, f"--data.train_file={tmp_path / 'train.tsv'}", f"--data.val_file={tmp_path / 'val.tsv'}",
+                "--trainer.fast_dev_run=true", *network_args("bag_of_ngrams")])  # fmt: skip
+    datamodule = cli.datamodule
+    assert datamodule.class_names == cli.model.class_names == ["neg", "pos"]  # sorted, so "neg" is class 0
+    assert datamodule.tokenized("train")["label"][:] == [int(label == "pos") for _, label in rows]
+    assert datamodule.tokenized("val")["label"][:] == [1, 0, 1]
+    # A name the training file never used is a mistake in that split, not a new class.
+    write_tsv(tmp_path / "test.tsv", [("fine", "pos"), ("so-so", "meh")])
+    with pytest.raises(
+        SystemExit, match=r"test data row 2: label 'meh' is not in the label set \['neg', 'pos'\]"
+    ):
+        main(
+            [
+                "fit",
+                *QUICK,
+                f"--data.train_file={tmp_path / 'train.tsv'}",
+                f"--data.test_file={tmp_path / 'test.tsv'}",
+            ]
+        )
+
+
+@pytest.mark.parametrize(
+    "option",
+    ["batch_size=0", "eval_batch_size=-1", "vocab_size=0", "vocab_size=-5", "max_length=0", "num_workers=-1"],
+)
+def test_bad_sizes_give_one_line_errors(option):
+    name, value = option.split("=")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", *QUICK, f"--data.{option}", "--trainer.fast_dev_run=true"])
+    minimum = 0 if name == "num_workers" else 1
+    assert exit_info.value.code == f"error: {option} must be at least {minimum}; set --data.{name}"
 
 
 def test_texts_longer_than_the_transformers_positions_are_a_one_line_error():

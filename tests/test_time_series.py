@@ -155,14 +155,30 @@ def test_ett_file_missing_without_download_says_what_to_do(tmp_path):
         _ = ForecastDataModule("ETTh2", path=str(tmp_path)).series
 
 
-def test_missing_values_are_interpolated_or_rejected(tmp_path):
+def test_non_finite_values_are_rejected_by_default_or_filled_when_asked(tmp_path):
     frame = write_csv(tmp_path / "series.csv", rows=100)
-    frame.loc[[0, 10, 11], "load"] = np.nan
+    frame.loc[0, "load"], frame.loc[10, "load"], frame.loc[11, "load"] = np.nan, np.inf, -np.inf
+    frame.loc[20, "temperature"] = np.nan
+    frame.to_csv(tmp_path / "gaps.csv", index=False)  # writes "", "inf", "-inf": what exports look like
+    assert (
+        ",inf\n" in (tmp_path / "gaps.csv").read_text() and ",-inf\n" in (tmp_path / "gaps.csv").read_text()
+    )
+    with pytest.raises(
+        UserInputError, match=r"column 'load' of .*gaps.csv has an empty cell in row 0, not a fin"
+    ):
+        _ = csv_data(tmp_path / "gaps.csv").series
+    frame.loc[0, "load"] = 0.0
     frame.to_csv(tmp_path / "gaps.csv", index=False)
-    values = csv_data(tmp_path / "gaps.csv").series.values[:, -1]
-    assert values[0] == 1.0 and values[10] == pytest.approx(10.0) and values[11] == pytest.approx(11.0)
-    with pytest.raises(Exception, match="missing values in \\['load'\\]"):
-        _ = csv_data(tmp_path / "gaps.csv", missing_values="error").series
+    with pytest.raises(
+        UserInputError, match=r"column 'load' of .*gaps.csv has inf in row 10, .*missing_values"
+    ):
+        _ = csv_data(tmp_path / "gaps.csv").series
+    interpolated = csv_data(tmp_path / "gaps.csv", missing_values="interpolate").series.values
+    assert interpolated[10:12, -1].tolist() == [10.0, 11.0]  # load is the row index, so the line is exact
+    assert interpolated[20, 0] == pytest.approx((frame.temperature[19] + frame.temperature[21]) / 2, abs=1e-6)
+    filled = csv_data(tmp_path / "gaps.csv", missing_values="ffill").series.values
+    assert filled[10:12, -1].tolist() == [9.0, 9.0] and filled[20, 0] == pytest.approx(frame.temperature[19])
+    assert np.isfinite(filled).all() and np.isfinite(interpolated).all()
 
 
 def test_co2_loads_offline_with_weekly_season():
@@ -446,6 +462,8 @@ def corrupt(frame: pd.DataFrame, problem: str) -> pd.DataFrame:
         frame = frame.head(LOOKBACK + HORIZON - 1)
     elif problem == "missing-column":
         frame = frame.drop(columns="load")
+    elif problem == "infinite":
+        frame.loc[30, "temperature"] = -np.inf
     return frame
 
 
@@ -456,6 +474,7 @@ def corrupt(frame: pd.DataFrame, problem: str) -> pd.DataFrame:
         ("non-numeric", "column 'load' in .* is not numeric \\('n/a kW' in row 7\\)"),
         ("too-short", "has 17 rows, fewer than lookback \\+ horizon = 18"),
         ("missing-column", "column 'load' not in .*columns: date, temperature"),
+        ("infinite", "column 'temperature' of .*series.csv has -inf in row 30, not a finite number"),
     ],
 )
 def test_bad_input_gives_one_line_error(tmp_path, problem, message):
@@ -478,3 +497,24 @@ def test_missing_or_unreadable_file_gives_one_line_error(tmp_path, content, mess
         main(["fit", *cli_args(tmp_path, extra=("--trainer.fast_dev_run=true",))])
     text = str(exit_info.value.code)
     assert text.startswith("error: ") and "\n" not in text and message in text, text
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [("--data.batch_size=0", "batch_size=0 must be at least 1; set --data.batch_size"),
+     ("--data.num_workers=-1", "num_workers=-1 must be at least 0; set --data.num_workers")],
+)  # fmt: skip
+def test_bad_loader_sizes_give_one_line_error(tmp_path, option, message):
+    write_csv(tmp_path / "series.csv", rows=100)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", *cli_args(tmp_path, extra=(option, "--trainer.fast_dev_run=true"))])
+    assert str(exit_info.value.code) == f"error: {message}"
+
+
+def test_missing_predict_file_names_its_own_option(tmp_path):
+    write_csv(tmp_path / "series.csv", rows=100)
+    data = csv_data(tmp_path / "series.csv", predict_path=str(tmp_path / "later.csv"))
+    with pytest.raises(
+        UserInputError, match="later.csv not found; pass --data.predict_path to an existing file"
+    ):
+        data.predict_dataloader()

@@ -130,15 +130,16 @@ def test_decoded_frames_cache_is_hit_on_the_second_epoch(video_folder, tmp_path,
     dataset = datamodule.datasets["train"]
     cache = dataset.load_frames.cache
     first_epoch = [item["clips"] for item in dataset]
-    assert (cache.hits, cache.misses) == (0, len(dataset))
-    assert len(list((tmp_path / "cache").rglob("*.npy"))) == len(dataset)
+    # `setup` decoded (and cached) the first video, to check that the folder holds a readable one.
+    assert (cache.hits, cache.misses) == (1, len(dataset))
+    assert len(list((tmp_path / "cache").rglob("*.npy"))) == len(dataset) + 1  # + the checked val video
 
     def no_decoding(*args, **kwargs):
         raise AssertionError("decoded again although the frames are cached")
 
     monkeypatch.setattr(video_data, "decode_video", no_decoding)
     second_epoch = [item["clips"] for item in dataset]
-    assert (cache.hits, cache.misses) == (len(dataset), len(dataset))
+    assert (cache.hits, cache.misses) == (len(dataset) + 1, len(dataset))
     assert all(a.shape == b.shape for a, b in zip(first_epoch, second_epoch, strict=True))
     # A rewritten video gets a new key: the stale frames are not served.
     path = dataset.load_frames.paths[0]
@@ -256,6 +257,50 @@ def test_bad_folders_give_one_line_errors(tmp_path, video_folder):
         small_datamodule(predict_dir=str(tmp_path / "no_videos")).setup("predict")
 
 
+def test_a_folder_where_no_video_decodes_is_a_one_line_error(tmp_path, video_folder):
+    root = tmp_path / "fake_videos"
+    for name, content in [("left/a.mp4", b"text renamed to .mp4\n" * 20), ("left/b.mp4", b""),
+                          ("right/c.mp4", b"\x00" * 100), ("right/d.avi", b"")]:  # fmt: skip
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(content)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", f"--data.root={root}", "--data.num_workers=0", "--data.cache_dir=null",
+              "--trainer.fast_dev_run=true", "--model.network=projects.video_classifier.model.SmallR2Plus1D",
+              "--model.network.init_args.width=4"])  # fmt: skip
+    text = str(exit_info.value.code)
+    assert text.startswith(
+        f"error: none of the 2 train videos under {root} can be decoded (first: {root}/left/a.mp4"
+    )
+    assert text.endswith("check that they are real video files") and "\n" not in text
+    with pytest.raises(UserInputError, match="none of the 2 predict videos under .*right can be decoded"):
+        small_datamodule(predict_dir=str(root / "right"), cache_dir=None).setup("predict")
+    # One readable video is enough to run; the unreadable ones are skipped with a warning, as before.
+    (root / "left" / "good.mp4").write_bytes(min((video_folder / "left").iterdir()).read_bytes())
+    small_datamodule(predict_dir=str(root / "left"), cache_dir=None).setup("predict")
+    # Classes of a single video leave the validation split empty: also an error, not a silent run.
+    for name in ("left", "right"):
+        (tmp_path / "single" / name).mkdir(parents=True)
+        (tmp_path / "single" / name / "one.mp4").write_bytes(
+            min((video_folder / name).iterdir()).read_bytes()
+        )
+    with pytest.raises(
+        UserInputError, match="the val split of .*single has no videos; give every class folder two"
+    ):
+        small_datamodule(root=str(tmp_path / "single"), cache_dir=None).setup("fit")
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [("batch_size=0", "batch_size=0 must be at least 1; set --data.batch_size"),
+     ("num_workers=-2", "num_workers=-2 must be at least 0; set --data.num_workers"),
+     ("clip_len=0", "clip_len=0 must be at least 1; set --data.clip_len")],
+)  # fmt: skip
+def test_bad_loader_sizes_give_one_line_errors(option, message):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", f"--data.{option}", "--trainer.fast_dev_run=true"])
+    assert str(exit_info.value.code) == f"error: {message}"
+
+
 def write_ucf101_fixture(folder: Path) -> tuple[Path, Path]:
     """A 4-video UCF101 look-alike (`UCF-101/<class>/*.avi`, `ucfTrainTestlist/{train,test}list01.txt`)."""
     root, splits = folder / "UCF-101", folder / "ucfTrainTestlist"
@@ -321,6 +366,9 @@ def test_ucf101_split_files_are_parsed(tmp_path):
         UserInputError, match="1 videos listed in .*trainlist03.txt are missing .*v_Archery_g01_c01.avi"
     ):
         small_datamodule(root=str(root), split_dir=str(splits), split=3).setup("fit")
+    (splits / "trainlist02.txt").write_text("\n")  # e.g. truncated by a failed copy
+    with pytest.raises(UserInputError, match="split file .*trainlist02.txt lists no videos"):
+        small_datamodule(root=str(root), split_dir=str(splits), split=2).setup("fit")
 
 
 NETWORKS = {
@@ -375,7 +423,7 @@ def test_temporal_model_learns_the_procedural_task_where_a_single_frame_cannot()
     datamodule = small_datamodule(
         procedural_classes=4, procedural_videos=192, batch_size=16, clip_len=6, frame_stride=1
     )
-    temporal = fit_and_score(partial(SmallR2Plus1D, width=8), datamodule, epochs=6)
+    temporal = fit_and_score(partial(SmallR2Plus1D, width=8), datamodule, epochs=8)
     single_frame = fit_and_score(partial(SingleFrame, width=8), datamodule, epochs=6)
     assert temporal >= 0.9, temporal
     assert single_frame <= 0.5, single_frame

@@ -15,10 +15,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from lightning.pytorch import LightningDataModule
+from PIL import UnidentifiedImageError
 from torch.utils.data import DataLoader
 
 from common.data import tensor_loader
-from common.errors import UserInputError
+from common.distributed import evaluation_loader
+from common.errors import UserInputError, require_at_least
 from common.files import atomic_path
 from projects.dcgan.model import architecture
 
@@ -50,6 +52,15 @@ def match_channels(images: torch.Tensor, channels: int) -> torch.Tensor:
         return images.expand(-1, 3, -1, -1).contiguous()
     weights = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
     return (images.float() * weights).sum(dim=1, keepdim=True).round_().to(torch.uint8)
+
+
+def read_image(loader, path: str, mode: str, size: int) -> np.ndarray:
+    """One image file through `loader` (ImageFolder's) as uint8 `(size, size[, C])`; a one-line error
+    naming a file that is not an image, where PIL would raise from deep inside the list comprehension."""
+    try:
+        return np.asarray(loader(path).convert(mode).resize((size, size)))
+    except (UnidentifiedImageError, OSError) as error:
+        raise UserInputError(f"cannot read image {path} ({error}); delete or replace the file") from None
 
 
 class GanImageDataModule(LightningDataModule):
@@ -96,6 +107,9 @@ class GanImageDataModule(LightningDataModule):
         super().__init__()
         self.save_hyperparameters()
         architecture(image_size)  # fail now, with the supported sizes, rather than after loading the data
+        require_at_least(1, batch_size=batch_size, eval_batch_size=eval_batch_size, quality_samples=quality_samples,
+                         test_samples=test_samples, train_subset=train_subset, predict_samples=predict_samples)  # fmt: skip
+        require_at_least(0, num_workers=num_workers)
         if dataset == "folder" and data_dir is None:
             raise UserInputError("dataset 'folder' needs --data.data_dir pointing at an ImageFolder tree")
         self.root = Path(data_dir).expanduser() if data_dir else None
@@ -169,6 +183,11 @@ class GanImageDataModule(LightningDataModule):
                 f"MNIST files not found under {self.root or raw}; point --data.data_dir at the four IDX files "
                 "or pass --data.download true when online"
             ) from None
+        except (ValueError, IndexError, EOFError, OSError) as error:  # empty or truncated IDX files
+            raise UserInputError(
+                f"the MNIST files in {raw} are not complete IDX files ({error}); delete {raw} and point "
+                "--data.data_dir at good copies (or pass --data.download true)"
+            ) from None
         return (train.data[:, None], train.targets), (test.data[:, None], test.targets)
 
     def _unpack_mnist(self, raw: Path) -> None:
@@ -216,10 +235,7 @@ class GanImageDataModule(LightningDataModule):
                 raise UserInputError(f"cannot read image folder {root}: {error}") from None
             mode = "L" if self.image_channels == 1 else "RGB"
             size = self.image_size
-            images = [
-                np.asarray(folder.loader(path).convert(mode).resize((size, size)))
-                for path, _ in folder.samples
-            ]
+            images = [read_image(folder.loader, path, mode, size) for path, _ in folder.samples]
             images = (
                 torch.from_numpy(np.stack(images)).reshape(len(images), size, size, -1).permute(0, 3, 1, 2)
             )
@@ -236,9 +252,10 @@ class GanImageDataModule(LightningDataModule):
         images, labels = self.splits[split]
         images, labels = images[:count], labels[:count]
         batch_size = self.hparams.batch_size if split == "train" else self.hparams.eval_batch_size
-        return tensor_loader(
+        loader = tensor_loader(
             images, labels, batch_size=batch_size, shuffle=shuffle, num_workers=self.hparams.num_workers
         )
+        return loader if shuffle else evaluation_loader(loader, self.trainer)  # under DDP: each image once
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)

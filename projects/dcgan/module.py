@@ -472,8 +472,24 @@ class DCGAN(LightningModule):
         """The latents of one batch of generated samples: the same at every validation, so epochs compare, and
         disjoint from them at test, so the tested samples are not the ones the best checkpoint was chosen on."""
         first_seed = self.hparams.sample_seed + (1 if stage == "val" else 500_001)
-        # Each DDP process draws its own latents: batch indices repeat across processes.
-        return self.seeded_latents(count, first_seed + batch_idx + 1_000_003 * self.global_rank)
+        return self.seeded_latents(count, first_seed + batch_idx)
+
+    def held_out_latents(self, count: int, batch_idx: int, stage: Literal["val", "test"]) -> torch.Tensor:
+        """One latent per held-out image of this batch: the one a single process draws for that image, so the
+        metrics do not depend on the number of processes. A DDP process holds every `world_size`-th image, as
+        `DistributedSampler` deals them, and picks their latents out of the single-process batches."""
+        processes = self.trainer.world_size
+        if processes == 1:
+            return self.evaluation_latents(count, batch_idx, stage)
+        loader = (self.trainer.val_dataloaders if stage == "val" else self.trainer.test_dataloaders)[0]
+        size, total = loader.batch_size, len(loader.dataset)
+        # `% total`: a padding sampler repeats the first images.
+        positions = [
+            (self.global_rank + processes * (batch_idx * size + row)) % total for row in range(count)
+        ]
+        batches = {position // size for position in positions}
+        drawn = {b: self.evaluation_latents(min(size, total - b * size), b, stage) for b in batches}
+        return torch.stack([drawn[position // size][position % size] for position in positions])
 
     def _shared_step(
         self,
@@ -488,7 +504,7 @@ class DCGAN(LightningModule):
         real = (batch[0] + 1) / 2  # (B, C, S, S) in [0, 1]
         sets = {"reference": real} if dataloader_idx == 1 else {"heldout": real}
         if dataloader_idx == 0:
-            latents = self.evaluation_latents(len(real), batch_idx, stage)
+            latents = self.held_out_latents(len(real), batch_idx, stage)
             sets["generated"] = (self.sample(latents).float() + 1) / 2
         for metric in self.quality_metrics:
             for kind, images in sets.items():

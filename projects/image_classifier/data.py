@@ -17,8 +17,9 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset
 
 from common.data import tensor_loader
-from common.errors import UserInputError
-from common.files import atomic_path
+from common.distributed import evaluation_loader
+from common.errors import UserInputError, require_at_least
+from common.files import atomic_path, load_tensors
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
@@ -74,11 +75,20 @@ def list_image_folder(root: Path) -> tuple[list[Path], list[int], list[str]]:
 
 
 def read_idx(path: Path) -> np.ndarray:
-    """Read an MNIST IDX file (optionally gzipped) into an array."""
-    with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as file:
-        data = file.read()
-    dims = data[3]
+    """Read an MNIST IDX file (optionally gzipped) into an array; a one-line error for an empty, truncated
+    or foreign file (otherwise an IndexError or a reshape error from deep inside)."""
+    try:
+        with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as file:
+            data = file.read()
+    except (OSError, EOFError) as error:  # gzip.BadGzipFile is an OSError
+        raise UserInputError(f"cannot read MNIST file {path} ({error}); download it again") from None
+    # Header: two zero bytes, type 0x08 (uint8), the number of dimensions, then each size as 4 bytes.
+    dims = data[3] if len(data) >= 4 and data[:3] == b"\0\0\x08" else 0
     shape = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims)]
+    if not dims or len(data) != 4 + 4 * dims + int(np.prod(shape)):
+        raise UserInputError(
+            f"{path} is not a complete MNIST IDX file ({len(data)} bytes); download it again"
+        )
     return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * dims).reshape(shape)
 
 
@@ -144,6 +154,8 @@ class ImageDataModule(LightningDataModule):
         self.save_hyperparameters()
         if dataset in ("cifar10", "mnist", "folder") and data_dir is None:
             raise UserInputError(f"dataset '{dataset}' needs --data.data_dir pointing at its files")
+        require_at_least(1, batch_size=batch_size, eval_batch_size=eval_batch_size, image_size=image_size)
+        require_at_least(0, num_workers=num_workers, crop_padding=crop_padding)
         self.root = Path(data_dir).expanduser() if data_dir else None
         self.image_size = image_size
         self.splits: dict[str, Split] = {}
@@ -201,7 +213,7 @@ class ImageDataModule(LightningDataModule):
         """Decoded splits from the cache, decoding the source only when it changed or was never cached."""
         path = Path(self.hparams.cache_dir) / f"{self.hparams.dataset}-{self._source_fingerprint()}.pt"
         if path.exists():
-            return torch.load(path)
+            return load_tensors(path, "cache", f"delete it to decode {self.hparams.dataset} again")
         data = self._decode()
         with atomic_path(path) as partial:  # DDP ranks may decode and write it at the same time
             torch.save(data, partial)
@@ -298,9 +310,10 @@ class ImageDataModule(LightningDataModule):
         tensors = (images, labels)
         if split == "train" and self.alternating_flip:
             tensors += (self.flip_first,)  # each batch carries its images' flip pattern
-        return tensor_loader(
+        loader = tensor_loader(
             *tensors, batch_size=batch_size, shuffle=shuffle, num_workers=self.hparams.num_workers
         )
+        return loader if shuffle else evaluation_loader(loader, self.trainer)  # under DDP: each image once
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)

@@ -7,8 +7,9 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch import LightningModule
 from torch import nn
+from torchmetrics import MeanMetric
 
-from common.metrics import classification_metrics
+from common.metrics import StageMetrics, classification_metrics
 from common.optim import Muon, parameter_groups, warmup_schedule
 from common.pretrained import require_same_hparams
 from projects.image_classifier.model import CompactConvNet
@@ -64,6 +65,9 @@ class ImageClassifier(LightningModule):
         self.class_names = list(class_names or [str(index) for index in range(10)])
         self.network = network(in_channels, len(self.class_names))
         self.metrics = classification_metrics(len(self.class_names), top_k=5)
+        # val/test losses as a metric weighted by batch size: the exact mean over the split across DDP processes,
+        # which `self.log(..., sync_dist=True)` is not when a split does not divide evenly (common/distributed.py).
+        self.eval_losses = StageMetrics({"loss": MeanMetric()}, stages=("val", "test"))
         self.register_buffer("mean", torch.full((in_channels,), 0.5))
         self.register_buffer("std", torch.full((in_channels,), 0.25))
 
@@ -117,9 +121,13 @@ class ImageClassifier(LightningModule):
         loss = F.cross_entropy(logits, target, label_smoothing=self.hparams.label_smoothing)
         metrics = self.metrics[stage]
         metrics.update(logits, target)
-        on_step = stage == "train"
-        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, batch_size=len(target))
-        self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=stage != "train")
+        train = stage == "train"
+        if train:  # per step, local to each process (no sync per step)
+            self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(target))
+        else:
+            self.eval_losses[stage].update(loss.detach(), weight=len(target))
+            self.log_dict(self.eval_losses[stage], on_step=False, on_epoch=True, prog_bar=True)
+        self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=not train)
         return {"loss": loss, "preds": logits.argmax(dim=-1), "target": target}
 
     def training_step(self, batch, batch_idx: int):

@@ -8,7 +8,7 @@ corpus the datamodule writes itself (the offline fallback for the quickstart and
 import hashlib
 import json
 import os
-import sys
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
@@ -16,90 +16,23 @@ import torch
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from tokenizers import Tokenizer
-from torch.utils.data import DataLoader, RandomSampler, SequentialSampler
+from torch.utils.data import DataLoader, RandomSampler, Subset
 
-from common.errors import UserInputError
+from common.distributed import evaluation_loader
+from common.errors import UserInputError, require_at_least
 from common.files import atomic_path
 from common.runs import run_directory
 from projects.sentiment.batching import BucketBatchSampler, pad_batch
+from projects.sentiment.reading import label_ids, load_file, names_in_labels, read_lines, rows_with_text
 from projects.sentiment.synthetic import write_synthetic_corpus
 from projects.sentiment.tokenizer import load_tokenizer, train_tokenizer
 
-FILE_BUILDERS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
 SPLITS = ("train", "val", "test")
 
 
 def fingerprint(*parts: Any) -> str:
     """A short stable hash of `parts` (used as a `datasets` fingerprint and cache-file name)."""
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:32]
-
-
-# ---- reading and checking rows ----
-
-
-def check_utf8(path: Path) -> None:
-    """Raise a one-line error naming the first line that is not UTF-8 (pandas/arrow would give a traceback)."""
-    data = path.read_bytes()
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        line = data[: error.start].count(b"\n") + 1
-        byte = data[error.start]
-        raise UserInputError(
-            f"{path} line {line} is not valid UTF-8 (byte 0x{byte:02x}); re-save the file as UTF-8"
-        ) from None
-
-
-def rows_with_text(texts: list[Any]) -> list[int]:
-    """Indices of the rows whose text is a non-blank string: the rows a split keeps."""
-    return [index for index, text in enumerate(texts) if isinstance(text, str) and text.strip()]
-
-
-def label_ids(
-    values: list[Any], label_names: list[str], source: str, rows: list[int] | None = None
-) -> list[int]:
-    """Map labels (ids `0..K-1`, their string forms, or names from `label_names`) to ids; one-line error otherwise.
-
-    `rows` are the 0-based data-row indices of `values` (for the error message).
-    """
-    lookup = {name: index for index, name in enumerate(label_names)}
-    lookup.update({str(index): index for index in range(len(label_names))})
-    ids = []
-    for position, value in enumerate(values):
-        row = (rows[position] if rows else position) + 1
-        key = str(value).strip() if not isinstance(value, bool) else None
-        if key not in lookup:
-            raise UserInputError(
-                f"{source} row {row}: label {value!r} is not in the label set {label_names} (or ids 0..{len(label_names) - 1}); "
-                "fix the row or set --data.label_names"
-            )
-        ids.append(lookup[key])
-    return ids
-
-
-def read_lines(path: str) -> tuple[list[str], list[int], int]:
-    """Non-empty lines of a text file (`-` reads standard input), their 1-based line numbers, and the empty-line count."""
-    if path == "-":
-        data, name = sys.stdin.buffer.read(), "standard input"
-    else:
-        file = Path(path).expanduser()
-        if not file.is_file():
-            raise UserInputError(
-                f"predict_file {path} does not exist; pass a text file with one text per line, or -"
-            )
-        data, name = file.read_bytes(), str(file)
-    texts, numbers, empty = [], [], 0
-    for number, raw in enumerate(data.splitlines(), start=1):
-        try:
-            line = raw.decode("utf-8").strip()
-        except UnicodeDecodeError:
-            raise UserInputError(f"{name} line {number} is not valid UTF-8; re-save it as UTF-8") from None
-        if line:
-            texts.append(line)
-            numbers.append(number)
-        else:
-            empty += 1
-    return texts, numbers, empty
 
 
 class SentimentDataModule(LightningDataModule):
@@ -123,7 +56,8 @@ class SentimentDataModule(LightningDataModule):
         synthetic_size: training rows of the synthetic corpus (used when no file or Hub dataset is given).
         text_column: column holding the text.
         label_column: column holding the label (an id `0..K-1` or a name from `label_names`).
-        label_names: class names in label-id order.
+        label_names: class names in label-id order; default: the sorted names found in a `train_file` whose
+            labels are names (e.g. `neg`/`pos`), else `[negative, positive]` for ids.
         val_fraction: share of train held out for validation when there is no validation split.
         split_seed: seed of that hold-out split.
         tokenizer: subword model trained on the training split: `wordpiece`, `bpe` or `unigram`.
@@ -171,7 +105,9 @@ class SentimentDataModule(LightningDataModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        self.label_names = list(label_names or ["negative", "positive"])
+        require_at_least(1, batch_size=batch_size, eval_batch_size=eval_batch_size, vocab_size=vocab_size,
+                         max_length=max_length, synthetic_size=synthetic_size)  # fmt: skip
+        require_at_least(0, num_workers=num_workers)
         self.tokenizer = load_tokenizer(self._expand(tokenizer_file)) if tokenizer_file else None
         self.raw: dict[str, Any] = {}
         self.texts: dict[str, tuple[list[str], list[int], list[int]]] = {}
@@ -182,6 +118,27 @@ class SentimentDataModule(LightningDataModule):
     @property
     def class_names(self) -> list[str]:
         return self.label_names
+
+    @cached_property
+    def label_names(self) -> list[str]:
+        """The configured `label_names`; else the sorted names of a local `train_file` that labels its rows by
+        name ("neg"/"pos"); else `[negative, positive]`. Known before `setup`: the model's head is sized by it."""
+        if self.hparams.label_names:
+            return list(self.hparams.label_names)
+        return self._names_in_train_file() or ["negative", "positive"]
+
+    def _names_in_train_file(self) -> list[str] | None:
+        import datasets
+
+        hp, path = self.hparams, self._expand(self.hparams.train_file)
+        if not path or not Path(path).is_file():
+            return None  # the synthetic corpus and Hub sets label by id
+        datasets.config.HF_HUB_OFFLINE = True
+        train = load_file(path, "train", str(Path(hp.cache_dir).expanduser() / "datasets"))
+        if hp.text_column not in train.column_names or hp.label_column not in train.column_names:
+            return None  # `_check` names the missing column
+        texts, labels = train[hp.text_column][:], train[hp.label_column][:]
+        return names_in_labels([labels[index] for index in rows_with_text(texts)])
 
     @property
     def num_embeddings(self) -> int:
@@ -209,7 +166,7 @@ class SentimentDataModule(LightningDataModule):
     def tokenized(self, split: str):
         """The split as a `datasets.Dataset` of `input_ids`, `length`, `label`, `text`; tokenized once, then cached."""
         if self.tokenizer is None:
-            self.tokenizer = self._train_or_load_cached_tokenizer()
+            self.tokenizer = self._shared_tokenizer()
             self._save_tokenizer()
         if split == "test" and "test" not in self.raw:
             split = "val"
@@ -237,7 +194,7 @@ class SentimentDataModule(LightningDataModule):
         if files["train"]:
             # Local files never need the network; offline mode keeps `datasets` from probing the Hub.
             datasets.config.HF_HUB_OFFLINE = True
-            raw = {split: self._load_file(path, split, cache_dir) for split, path in files.items() if path}
+            raw = {split: load_file(path, split, cache_dir) for split, path in files.items() if path}
         else:
             raw = self._load_hub(cache_dir)
         for split, dataset in raw.items():
@@ -251,41 +208,6 @@ class SentimentDataModule(LightningDataModule):
             held_out = raw["train"].train_test_split(test_size=hp.val_fraction, seed=hp.split_seed)
             raw["train"], raw["val"] = held_out["train"], held_out["test"]
         return raw
-
-    def _load_file(self, path: str, split: str, cache_dir: str):
-        import datasets
-
-        file = Path(path)
-        if not file.is_file():
-            raise UserInputError(
-                f"{split}_file {path} does not exist; check --data.{split}_file (and DATA_ROOT)"
-            )
-        builder = FILE_BUILDERS.get(file.suffix.lower())
-        if builder is None:
-            raise UserInputError(
-                f"{split}_file {path}: unknown format; use .csv, .tsv, .json, .jsonl or .parquet"
-            )
-        options: dict[str, Any] = {}
-        if builder == "csv":
-            check_utf8(file)
-            tsv = file.suffix.lower() == ".tsv"
-            # TSV: no quoting (review text is full of quote characters); keep_default_na: the text "null" stays text.
-            options = {
-                "delimiter": "\t" if tsv else ",",
-                "quoting": 3 if tsv else 0,
-                "keep_default_na": False,
-            }
-        elif builder == "json":
-            check_utf8(file)
-        try:
-            return datasets.load_dataset(
-                builder, data_files={"data": str(file)}, split="data", cache_dir=cache_dir, **options
-            )
-        except Exception as error:  # pandas/arrow parse errors: name the file instead of a deep traceback
-            message = str(error).splitlines()[0] if str(error) else type(error).__name__
-            raise UserInputError(
-                f"cannot parse {split}_file {path} as {file.suffix} ({message}); check the file format"
-            ) from None
 
     def _load_hub(self, cache_dir: str) -> dict[str, Any]:
         import datasets
@@ -340,6 +262,15 @@ class SentimentDataModule(LightningDataModule):
 
     # ---- tokenizer and the tokenized cache ----
 
+    def _shared_tokenizer(self) -> Tokenizer:
+        """Under DDP, rank 0's tokenizer on every process: training one is not deterministic across processes (the
+        `tokenizers` trainer breaks ties in its own hash order), and a token id must mean the same everywhere."""
+        trainer = self.trainer
+        if trainer is None or trainer.world_size == 1:
+            return self._train_or_load_cached_tokenizer()
+        tokenizer = self._train_or_load_cached_tokenizer().to_str() if trainer.is_global_zero else None
+        return Tokenizer.from_str(trainer.strategy.broadcast(tokenizer))
+
     def _train_or_load_cached_tokenizer(self) -> Tokenizer:
         """Train on the training texts only; a tokenizer trained on the same split and settings is reused."""
         hp = self.hparams
@@ -373,6 +304,8 @@ class SentimentDataModule(LightningDataModule):
 
     def _tokenize(self, split: str):
         """Token ids of the kept rows, through the `datasets` map cache keyed on the tokenizer and settings."""
+        import datasets
+
         hp = self.hparams
         raw, (texts, labels, keep) = self.raw[split], self.texts[split]
         position = {row: index for index, row in enumerate(keep)}
@@ -387,28 +320,37 @@ class SentimentDataModule(LightningDataModule):
                     "text": [texts[i] for i in kept]}  # fmt: skip
 
         key = fingerprint(raw._fingerprint, self.tokenizer.to_str(), hp.max_length, hp.text_column, hp.label_column,
-                          self.label_names)  # fmt: skip
+                          self.label_names, "int64 labels")  # fmt: skip
+        # Explicit: `map` would otherwise keep the source's type for `label`, strings for "pos"/"neg" files.
+        features = datasets.Features({"input_ids": datasets.List(datasets.Value("int32")),
+                                      "length": datasets.Value("int64"), "label": datasets.Value("int64"),
+                                      "text": datasets.Value("string")})  # fmt: skip
         cache_file = Path(hp.cache_dir).expanduser() / "tokenized" / f"{split}-{key}.arrow"
         cache_file.parent.mkdir(parents=True, exist_ok=True)
         self.loaded_from_cache[split] = cache_file.is_file()
         return raw.map(
             encode, with_indices=True, batched=True, batch_size=10_000, remove_columns=raw.column_names,
-            new_fingerprint=key, cache_file_name=str(cache_file), desc=f"tokenizing {split}",
+            new_fingerprint=key, cache_file_name=str(cache_file), desc=f"tokenizing {split}", features=features,
         )  # fmt: skip
 
     # ---- loaders ----
 
     def _loader(self, split: str) -> DataLoader:
-        hp, dataset, train = self.hparams, self.tokenized(split), split == "train"
-        batch_size = hp.batch_size if train else hp.eval_batch_size
-        # Evaluation sorts the whole split by length (one pool); training mixes within pools so batches vary.
-        pool_batches = (
-            hp.bucket_pool_batches if train or hp.bucket_pool_batches <= 0 else len(dataset) // batch_size + 1
-        )
-        sampler = RandomSampler(dataset) if train else SequentialSampler(dataset)
+        hp, dataset = self.hparams, self.tokenized(split)
+        lengths = dataset["length"][:]
+        if split != "train":
+            # Evaluation sorts the whole split by length (one pool) and cuts plain batches from that order, so
+            # that under DDP each process can take every other row of it (`evaluation_loader`).
+            if hp.bucket_pool_batches > 0:
+                dataset = Subset(dataset, sorted(range(len(dataset)), key=lengths.__getitem__))
+            loader = DataLoader(
+                dataset, batch_size=hp.eval_batch_size, collate_fn=pad_batch, num_workers=hp.num_workers
+            )
+            return evaluation_loader(loader, self.trainer)
+        # Training mixes within pools so batches vary.
         batch_sampler = BucketBatchSampler(
-            sampler, batch_size, drop_last=False, lengths=dataset["length"][:], pool_batches=pool_batches,
-            shuffle=train, seed=torch.initial_seed() % 2**31,
+            RandomSampler(dataset), hp.batch_size, drop_last=False, lengths=lengths,
+            pool_batches=hp.bucket_pool_batches, shuffle=True, seed=torch.initial_seed() % 2**31,
         )  # fmt: skip
         return DataLoader(
             dataset, batch_sampler=batch_sampler, collate_fn=pad_batch, num_workers=hp.num_workers

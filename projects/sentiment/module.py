@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch import LightningModule
 from torch import nn
+from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassAUROC, MulticlassF1Score
 
 from common import media
@@ -63,6 +64,9 @@ class SentimentClassifier(LightningModule):
                 "auroc": MulticlassAUROC(classes, average="macro"),
             }
         )
+        # val/test losses as a metric weighted by batch size: the exact mean over the split across DDP processes,
+        # which `self.log(..., sync_dist=True)` is not when a split does not divide evenly (common/distributed.py).
+        self.eval_losses = StageMetrics({"loss": MeanMetric()}, stages=("val", "test"))
         self.misclassified: list[tuple[str, str, str, float]] = []
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -81,16 +85,11 @@ class SentimentClassifier(LightningModule):
         metrics = self.metrics[stage]
         metrics.update(probabilities, target)
         size, train = len(target), stage == "train"
-        # Validation/test losses are averaged over DDP ranks; train's per-step loss stays local (no sync per step).
-        self.log(
-            f"{stage}/loss",
-            loss,
-            on_step=train,
-            on_epoch=True,
-            prog_bar=True,
-            batch_size=size,
-            sync_dist=not train,
-        )
+        if train:  # per step, local to each process (no sync per step)
+            self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=size)
+        else:
+            self.eval_losses[stage].update(loss.detach(), weight=size)
+            self.log_dict(self.eval_losses[stage], on_step=False, on_epoch=True, prog_bar=True)
         self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=not train)
         preds = probabilities.argmax(dim=-1)
         if train:

@@ -6,7 +6,6 @@ start `lookback` rows before their split so that every forecast target lies insi
 
 import os
 import urllib.request
-from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -17,23 +16,16 @@ import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset
 
-from common.errors import UserInputError
+from common.distributed import evaluation_loader
+from common.errors import UserInputError, require_at_least
+from common.resume import ResumableLoader
+from projects.time_series.reading import MissingValues, Series, co2_series, read_csv, read_csv_series
 
 ETT_URL = "https://raw.githubusercontent.com/zhouhaoyi/ETDataset/main/ETT-small/{name}.csv"
 HOURS_PER_MONTH = 30 * 24  # the ETT papers' "month"
 # Season lengths by sampling interval (seconds), for MASE's seasonal naive denominator.
 SEASON_BY_INTERVAL = {900: 96, 3600: 24, 86400: 7, 7 * 86400: 52}
 Setting = Literal["M", "MS", "S"]
-
-
-@dataclass
-class Series:
-    """A loaded series: timestamps `(T,)`, raw values `(T, C)` with the targets as the last columns."""
-
-    timestamps: pd.DatetimeIndex
-    values: np.ndarray
-    columns: list[str]
-    name: str
 
 
 class WindowDataset(Dataset):
@@ -56,76 +48,6 @@ class WindowDataset(Dataset):
         inputs = self.values[first : first + self.lookback]
         target = self.values[first + self.lookback : first + self.lookback + self.horizon, -self.targets :]
         return inputs, target
-
-
-def read_csv(path: str | Path, rows: int | None = None) -> pd.DataFrame:
-    path = Path(path)
-    if not path.is_file():
-        raise UserInputError(f"CSV file {path} not found; pass --data.path to an existing file")
-    try:
-        return pd.read_csv(path, nrows=rows)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
-        raise UserInputError(
-            f"{path} is not a readable CSV file ({str(error).splitlines()[0]}); check its format"
-        ) from error
-
-
-def read_csv_series(
-    path: str | Path, timestamp_column: str, columns: list[str], missing_values: str
-) -> Series:
-    """Read `columns` (targets last) and the timestamps from a CSV, with one-line errors for bad input."""
-    frame = read_csv(path)
-    return frame_to_series(frame, timestamp_column, columns, missing_values, name=str(path))
-
-
-def frame_to_series(
-    frame: pd.DataFrame, timestamp_column: str, columns: list[str], missing_values: str, name: str
-) -> Series:
-    for column in [timestamp_column, *columns]:
-        if column not in frame.columns:
-            available = ", ".join(map(str, frame.columns))
-            raise UserInputError(
-                f"column '{column}' not in {name} (columns: {available}); fix --data.target/--data.features/--data.timestamp_column"
-            )
-    timestamps = pd.to_datetime(frame[timestamp_column], errors="coerce")
-    if timestamps.isna().any():
-        row = int(timestamps.isna().to_numpy().argmax())
-        raise UserInputError(
-            f"timestamp '{frame[timestamp_column].iloc[row]}' in row {row} of {name} is not a date; fix or drop that row"
-        )
-    steps = timestamps.diff().iloc[1:]
-    if (steps <= pd.Timedelta(0)).any():
-        row = int((steps <= pd.Timedelta(0)).to_numpy().argmax()) + 1
-        raise UserInputError(
-            f"timestamps in {name} are not strictly increasing (row {row}: {timestamps.iloc[row]} after "
-            f"{timestamps.iloc[row - 1]}); sort the file by time and remove duplicate rows"
-        )
-    values = frame[columns].apply(pd.to_numeric, errors="coerce")
-    for column in columns:
-        bad = values[column].isna() & frame[column].notna()
-        if bad.any():
-            row = int(bad.to_numpy().argmax())
-            raise UserInputError(
-                f"column '{column}' in {name} is not numeric ('{frame[column].iloc[row]}' in row {row}); choose numeric columns with --data.features/--data.target"
-            )
-    if values.isna().any().any():
-        if missing_values == "error":
-            raise UserInputError(
-                f"{name} has missing values in {list(values.columns[values.isna().any()])}; fill them or set --data.missing_values interpolate"
-            )
-        # Stated policy: linear interpolation in row order; leading/trailing gaps take the nearest value.
-        values = values.interpolate(method="linear", limit_direction="both")
-        if values.isna().any().any():
-            raise UserInputError(f"a column of {name} has no values at all; drop it from --data.features")
-    return Series(pd.DatetimeIndex(timestamps), values.to_numpy(np.float32), list(columns), name)
-
-
-def co2_series() -> Series:
-    """Weekly atmospheric CO2 at Mauna Loa, 1958-2001 (2,284 rows), bundled with statsmodels."""
-    from statsmodels.datasets import co2
-
-    frame = co2.load_pandas().data.rename_axis("date").reset_index()
-    return frame_to_series(frame, "date", ["co2"], "interpolate", name="statsmodels co2")
 
 
 def season_length(timestamps: pd.DatetimeIndex) -> int:
@@ -162,7 +84,9 @@ class ForecastDataModule(LightningDataModule):
         horizon: forecast steps H.
         split_fractions: train and validation fractions of the rows for `co2`/`csv` (test gets the rest);
             ETT uses its standard 12/4/4-month borders.
-        missing_values: `interpolate` (linear in row order, edges take the nearest value) or `error`.
+        missing_values: blank, NaN or +-inf cells in the used columns: `error` stops with the file, column
+            and first bad row; `interpolate` fills them linearly in row order (edges take the nearest value);
+            `ffill` carries the last value forward (a leading gap takes the first value).
         seasonal_period: season length of MASE's denominator (default: from the interval); the SeasonalNaive
             baseline takes its own `--model.network.init_args.period`.
         batch_size: windows per batch.
@@ -182,7 +106,7 @@ class ForecastDataModule(LightningDataModule):
         lookback: int = 96,
         horizon: int = 48,
         split_fractions: tuple[float, float] = (0.7, 0.1),
-        missing_values: Literal["interpolate", "error"] = "interpolate",
+        missing_values: MissingValues = "error",
         seasonal_period: int | None = None,
         batch_size: int = 32,
         num_workers: int = 0,
@@ -204,6 +128,8 @@ class ForecastDataModule(LightningDataModule):
         self._seasonal_period = seasonal_period
         if lookback < 1 or horizon < 1:
             raise UserInputError(f"lookback ({lookback}) and horizon ({horizon}) must be positive")
+        require_at_least(1, batch_size=batch_size)
+        require_at_least(0, num_workers=num_workers)
 
     # ----- loading -----
     def _columns(self, available: list[str]) -> list[str]:
@@ -336,7 +262,7 @@ class ForecastDataModule(LightningDataModule):
         )
 
     def _loader(self, dataset: Dataset, shuffle: bool = False) -> DataLoader:
-        return DataLoader(
+        return ResumableLoader(  # resumes mid-epoch in the same order
             dataset,
             batch_size=self.batch_size,
             shuffle=shuffle,
@@ -348,10 +274,10 @@ class ForecastDataModule(LightningDataModule):
         return self._loader(self.train_dataset, shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_dataset)
+        return evaluation_loader(self._loader(self.val_dataset), self.trainer)  # under DDP: each window once
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_dataset)
+        return evaluation_loader(self._loader(self.test_dataset), self.trainer)
 
     def predict_dataloader(self) -> DataLoader:
         """The last `lookback` rows of `predict_path` (default: the training series) and the next `horizon`
@@ -359,7 +285,11 @@ class ForecastDataModule(LightningDataModule):
         series = self.series
         if self.predict_path is not None:  # the columns the model was trained on
             series = read_csv_series(
-                self.predict_path, self.timestamp_column, self.series.columns, self.missing_values
+                self.predict_path,
+                self.timestamp_column,
+                self.series.columns,
+                self.missing_values,
+                option="--data.predict_path",
             )
         if len(series.values) < self.lookback:
             raise UserInputError(

@@ -83,6 +83,9 @@ class Forecaster(LightningModule):
                 "mase": MeanMetric(),
             }
         )
+        # val/test losses as a metric weighted by batch size: the exact mean over the split across DDP processes,
+        # which `self.log(..., sync_dist=True)` is not when a split does not divide evenly (common/distributed.py).
+        self.eval_losses = StageMetrics({"loss": MeanMetric()}, stages=("val", "test"))
         # Mean squared error of each forecast step 1..H, averaged over windows and channels.
         self.step_errors = StageMetrics(
             {"error_by_step": MeanSquaredError(num_outputs=horizon)}, stages=("val", "test")
@@ -98,15 +101,11 @@ class Forecaster(LightningModule):
         inputs, target = batch  # (B, L, C_in), (B, H, C_out)
         forecast = self(inputs)
         loss = self.loss(forecast, target)
-        self.log(
-            f"{stage}/loss",
-            loss,
-            on_step=stage == "train",
-            on_epoch=True,
-            prog_bar=stage == "train",
-            batch_size=len(inputs),
-            sync_dist=stage != "train",  # validation/test losses averaged over DDP processes
-        )
+        if stage == "train":  # per step, local to each process (no sync per step)
+            self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(inputs))
+        else:
+            self.eval_losses[stage].update(loss.detach(), weight=len(inputs))
+            self.log_dict(self.eval_losses[stage], on_step=False, on_epoch=True)
         forecast, target = forecast.detach().float().contiguous(), target.float()
         metrics = self.metrics[stage]
         metrics["mse"].update(forecast, target)

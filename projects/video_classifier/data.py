@@ -18,10 +18,19 @@ import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset
 
-from common.errors import UserInputError
+from common.distributed import evaluation_loader
+from common.errors import UserInputError, require_at_least
 from common.files import atomic_path
+from common.resume import ResumableLoader
+from projects.video_classifier.folders import (
+    VIDEO_EXTENSIONS,
+    find_videos,
+    read_split_file,
+    scan_class_folders,
+    split_by_lists,
+    stratified_split,
+)
 
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm")
 # Kinetics-400 statistics, the ones torchvision's video models were trained with.
 MEAN = (0.43216, 0.394666, 0.37645)
 STD = (0.22803, 0.22145, 0.216989)
@@ -165,7 +174,14 @@ class FrameCache:
             raise VideoDecodeError(f"{video}: {error}") from error
         if cached.exists():
             self.hits += 1
-            return np.load(cached, mmap_mode="r")
+            try:
+                return np.load(
+                    cached, mmap_mode="r"
+                )  # allow_pickle stays off: a cache file is data, never code
+            except ValueError as error:
+                raise UserInputError(
+                    f"frame cache {cached} is not a plain array file ({error}); delete {self.directory} to rebuild it"
+                ) from None
         self.misses += 1
         frames = decode_video(video, size)
         with atomic_path(cached) as partial:  # no worker memory-maps a half-written file from another
@@ -284,61 +300,28 @@ def seed_worker(worker_id: int) -> None:
     torch.utils.data.get_worker_info().dataset.rng.seed(torch.initial_seed())
 
 
-def find_videos(folder: Path) -> list[Path]:
-    return sorted(
-        path for path in folder.rglob("*") if path.suffix.lower() in VIDEO_EXTENSIONS and path.is_file()
+def require_a_readable_video(dataset: ClipDataset, folder: Path, stage: str) -> None:
+    """Stop when no video of a split decodes: a run would otherwise skip them all and "succeed" on nothing.
+
+    Decoding stops at the first readable video, so a good folder costs one decode (which the frame cache
+    keeps). A few unreadable files among readable ones stay warnings: `ClipDataset` skips and counts them.
+    """
+    if len(dataset) == 0:
+        raise UserInputError(
+            f"the {stage} split of {folder} has no videos; give every class folder two or more videos "
+            "(or list some in the split file)"
+        )
+    first_error = None
+    for index in range(len(dataset)):
+        try:
+            dataset.load_frames(index)
+            return
+        except VideoDecodeError as error:
+            first_error = first_error or error
+    raise UserInputError(
+        f"none of the {len(dataset)} {stage} videos under {folder} can be decoded (first: {first_error}); "
+        "check that they are real video files"
     )
-
-
-def scan_class_folders(root: Path) -> dict[str, list[Path]]:
-    """`{class name: sorted video paths}` from `<root>/<class>/<video>`; a one-line error for bad layouts."""
-    if not root.is_dir():
-        raise UserInputError(
-            f"video folder {root} does not exist; set --data.root to a folder of <class>/<video> files"
-        )
-    classes = {folder.name: find_videos(folder) for folder in sorted(root.iterdir()) if folder.is_dir()}
-    classes = {name: videos for name, videos in classes.items() if not name.startswith(".")}
-    if not any(classes.values()):
-        raise UserInputError(
-            f"no videos ({', '.join(VIDEO_EXTENSIONS)}) found in class folders under {root}; expected <root>/<class>/<video>"
-        )
-    empty = [name for name, videos in classes.items() if not videos]
-    if empty:
-        raise UserInputError(f"class folder {root / empty[0]} has no videos; add videos to it or remove it")
-    return classes
-
-
-def read_split_file(path: Path) -> list[str]:
-    """Relative video paths listed in a UCF101 split file (`Class/v_Class_g08_c01.avi [label]` per line)."""
-    if not path.is_file():
-        raise UserInputError(
-            f"split file {path} does not exist; set --data.split_dir to UCF101's ucfTrainTestlist folder"
-        )
-    return [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
-
-
-def split_by_lists(root: Path, listed: list[str], split_file: Path) -> list[Path]:
-    """The files a split file names, matched case-insensitively (UCF101's lists spell some folders differently)."""
-    by_lower = {str(path.relative_to(root)).lower(): path for path in find_videos(root)}
-    missing = [name for name in listed if name.lower() not in by_lower]
-    if missing:
-        raise UserInputError(
-            f"{len(missing)} videos listed in {split_file} are missing under {root} (first: {missing[0]}); check --data.root"
-        )
-    return [by_lower[name.lower()] for name in listed]
-
-
-def stratified_split(
-    classes: dict[str, list[Path]], val_fraction: float, seed: int
-) -> tuple[list[Path], list[Path]]:
-    """A fixed per-class random split (at least one validation video per class with two or more videos)."""
-    rng, train, val = random.Random(seed), [], []
-    for videos in classes.values():
-        shuffled = rng.sample(videos, len(videos))
-        count = min(max(round(val_fraction * len(videos)), 1), len(videos) - 1)
-        val += shuffled[:count]
-        train += shuffled[count:]
-    return sorted(train), sorted(val)
 
 
 class ProceduralFrames:
@@ -415,6 +398,10 @@ class VideoDataModule(LightningDataModule):
             )
         if split not in (1, 2, 3):
             raise UserInputError(f"split={split} is not a UCF101 split; use 1, 2 or 3")
+        require_at_least(1, batch_size=batch_size, clip_len=clip_len, frame_stride=frame_stride,
+                         clips_per_video=clips_per_video, crop_size=crop_size,
+                         procedural_videos=procedural_videos, procedural_frames=procedural_frames)  # fmt: skip
+        require_at_least(0, num_workers=num_workers)
         # Scanned now, not in setup: the model's head size is linked to `class_names` before training starts.
         self.classes = scan_class_folders(Path(root)) if root else None
         self.datasets: dict[str, ClipDataset] = {}
@@ -441,6 +428,8 @@ class VideoDataModule(LightningDataModule):
             train, val = self._folder_split()
             self.datasets["train"] = self._file_dataset(train, train=True)
             self.datasets["val"] = self.datasets["test"] = self._file_dataset(val, train=False)
+            for split in ("train", "val"):
+                require_a_readable_video(self.datasets[split], Path(self.hparams.root), split)
 
     def _folder_split(self) -> tuple[list[Path], list[Path]]:
         root = Path(self.hparams.root)
@@ -485,11 +474,13 @@ class VideoDataModule(LightningDataModule):
                 f"no videos ({', '.join(VIDEO_EXTENSIONS)}) found under --data.predict_dir {folder}"
             )
         frames = FileFrames(paths, tuple(self.hparams.frame_size), FrameCache(self.hparams.cache_dir))
-        return self._clip_dataset(frames, [-1] * len(paths), [str(path) for path in paths], train=False)
+        dataset = self._clip_dataset(frames, [-1] * len(paths), [str(path) for path in paths], train=False)
+        require_a_readable_video(dataset, folder, "predict")
+        return dataset
 
     def _loader(self, stage: str) -> DataLoader:
         workers = self.hparams.num_workers
-        return DataLoader(
+        return ResumableLoader(  # resumes mid-epoch in the same order
             self.datasets[stage],
             batch_size=self.hparams.batch_size,
             shuffle=stage == "train",
@@ -505,10 +496,10 @@ class VideoDataModule(LightningDataModule):
         return self._loader("train")
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val")
+        return evaluation_loader(self._loader("val"), self.trainer)  # under DDP: each video once
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test")
+        return evaluation_loader(self._loader("test"), self.trainer)
 
     def predict_dataloader(self) -> DataLoader:
         return self._loader("predict")

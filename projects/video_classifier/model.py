@@ -13,6 +13,7 @@ from torch import nn
 from torchvision.models import video as torchvision_video
 
 from common.errors import UserInputError
+from common.files import load_tensors
 
 TORCHVISION_NETWORKS = {
     "r2plus1d_18": torchvision_video.r2plus1d_18,
@@ -151,7 +152,7 @@ class TorchvisionVideoNetwork(nn.Module):
             raise UserInputError(
                 f"weights file {weights_path} does not exist; fix --model.network.init_args.pretrained_weights"
             )
-        state = torch.load(weights_path, map_location="cpu", weights_only=True)
+        state = load_tensors(Path(weights_path), "weights file", "pass a torchvision state_dict file")
         state = state.get("state_dict", state)
         backbone = {key: value for key, value in state.items() if not key.startswith("fc.")}
         try:

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch import LightningModule
 from torch import nn
+from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from common.media import log_video
@@ -55,6 +56,9 @@ class VideoClassifier(LightningModule):
         if classes > 5:  # with 5 classes or fewer, top-5 accuracy is always 100%
             video_metrics["video_top5_acc"] = MulticlassAccuracy(classes, top_k=5, average="micro")
         self.video_metrics = StageMetrics(video_metrics)
+        # val/test losses as a metric weighted by batch size: the exact mean over the split across DDP processes,
+        # which `self.log(..., sync_dist=True)` is not when a split does not divide evenly (common/distributed.py).
+        self.eval_losses = StageMetrics({"loss": MeanMetric()}, stages=("val", "test"))
 
     def forward(self, clips: torch.Tensor) -> torch.Tensor:
         """Clip logits `(B, K, num_classes)` for clips `(B, K, 3, T, H, W)`."""
@@ -63,6 +67,8 @@ class VideoClassifier(LightningModule):
 
     def _shared_step(self, batch: dict[str, Any], stage: str) -> dict[str, torch.Tensor] | None:
         # Unreadable videos were dropped by the collate function; count them so a bad dataset shows in the logs.
+        # Evaluation counts sum over every DDP process; train's stay local (no sync per step).
+        train = stage == "train"
         self.log(
             f"{stage}/skipped_videos",
             float(len(batch["skipped"])),
@@ -70,10 +76,11 @@ class VideoClassifier(LightningModule):
             on_epoch=True,
             reduce_fx="sum",
             batch_size=1,
+            sync_dist=not train,
         )
         target = batch["labels"]  # (B,)
         if len(target) == 0:  # the whole batch was unreadable
-            return None if stage == "train" else {"preds": target, "target": target}
+            return None if train else {"preds": target, "target": target}
         clip_logits = self(batch["clips"])  # (B, K, classes)
         video_logits = clip_logits.mean(dim=1)  # (B, classes)
         clip_target = target[:, None].expand(clip_logits.shape[:2]).flatten()  # (B*K,)
@@ -82,16 +89,13 @@ class VideoClassifier(LightningModule):
         )
         self.clip_metrics[stage].update(clip_logits.flatten(0, 1), clip_target)
         self.video_metrics[stage].update(video_logits, target)
-        self.log(
-            f"{stage}/loss",
-            loss,
-            on_step=stage == "train",
-            on_epoch=True,
-            prog_bar=True,
-            batch_size=len(target),
-        )
+        if train:  # per step, local to each process (no sync per step)
+            self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(target))
+        else:
+            self.eval_losses[stage].update(loss.detach(), weight=len(target))
+            self.log_dict(self.eval_losses[stage], on_step=False, on_epoch=True, prog_bar=True)
         self.log_dict(self.clip_metrics[stage], on_step=False, on_epoch=True)
-        self.log_dict(self.video_metrics[stage], on_step=False, on_epoch=True, prog_bar=stage != "train")
+        self.log_dict(self.video_metrics[stage], on_step=False, on_epoch=True, prog_bar=not train)
         return {"loss": loss, "preds": video_logits.argmax(dim=-1), "target": target}
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, torch.Tensor] | None:
