@@ -7,7 +7,9 @@ It adds to LightningCLI: a run directory per run (`runs/<project>/<run id>/`), W
 bf16 precision only where the CPU runs it natively (`common.precision`),
 best-and-last checkpointing on the project's monitored metric (checkpoints keep the network's config, so
 `Module.load_from_checkpoint` needs nothing else), a throughput monitor, and a prediction writer (`predict`
-writes `<run dir>/predictions.csv`, or `--prediction_writer.output`).
+writes `<run dir>/predictions.csv`, or `--prediction_writer.output`). `--ckpt_path last | auto | <run dir>` resumes
+a run in its own folder and W&B run, exactly (`common.resume`); SIGTERM saves `last.ckpt` and exits 143; a NaN loss
+stops the run (`common.guards`); every checkpoint is loaded weights-only (`common.checkpointing`).
 """
 
 import os

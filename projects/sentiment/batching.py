@@ -37,7 +37,8 @@ class BucketBatchSampler(BatchSampler):
         if self.drop_last:
             batches = [batch for batch in batches if len(batch) == self.batch_size]
         if self.shuffle:
-            random.Random(self.seed + self.iteration).shuffle(batches)
+            # The epoch that Lightning sets on the sampler seeds the order, so a resumed run draws the same batches.
+            random.Random(self.seed + getattr(self.sampler, "epoch", self.iteration)).shuffle(batches)
             self.iteration += 1
         yield from batches
 

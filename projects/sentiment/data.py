@@ -16,11 +16,12 @@ import torch
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from tokenizers import Tokenizer
-from torch.utils.data import DataLoader, RandomSampler, Subset
+from torch.utils.data import DataLoader, Subset
 
 from common.distributed import evaluation_loader
 from common.errors import UserInputError, require_at_least
 from common.files import atomic_path
+from common.resume import ResumableLoader, SeededShuffle
 from common.runs import run_directory
 from projects.sentiment.batching import BucketBatchSampler, pad_batch
 from projects.sentiment.reading import label_ids, load_file, names_in_labels, read_lines, rows_with_text
@@ -349,10 +350,10 @@ class SentimentDataModule(LightningDataModule):
             return evaluation_loader(loader, self.trainer)
         # Training mixes within pools so batches vary.
         batch_sampler = BucketBatchSampler(
-            RandomSampler(dataset), hp.batch_size, drop_last=False, lengths=lengths,
+            SeededShuffle(dataset), hp.batch_size, drop_last=False, lengths=lengths,
             pool_batches=hp.bucket_pool_batches, shuffle=True, seed=torch.initial_seed() % 2**31,
         )  # fmt: skip
-        return DataLoader(
+        return ResumableLoader(  # resumes mid-epoch at the next batch, in the same order
             dataset, batch_sampler=batch_sampler, collate_fn=pad_batch, num_workers=hp.num_workers
         )
 
