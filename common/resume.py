@@ -1,8 +1,8 @@
 """Resuming exactly: a run stopped mid-epoch and resumed from `last.ckpt` ends with the weights of a run never stopped.
 
-Three things make that so. `ResumableLoader` shuffles with a permutation drawn from (seed, epoch) alone, as
+Two things make that so. `ResumableLoader` shuffles with a permutation drawn from (seed, epoch) alone, as
 `DistributedSampler` does, and is stateful: Lightning saves how many of the epoch's batches were trained on and,
-resuming, the loader skips those indices without loading them. `ExactResume` saves the random number
+resuming (`ExactResume` puts that back), the loader skips those indices without loading them. `ExactResume` also saves the random number
 generators (torch, numpy, Python) in every checkpoint and puts them back as training resumes, so
 dropout and augmentation draw what they would have drawn. Exact on one process; under DDP the data order is
 restored on every rank but the random state saved is rank 0's.
