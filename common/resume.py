@@ -2,10 +2,10 @@
 
 Two things make that so. `ResumableLoader` shuffles with a permutation drawn from (seed, epoch) alone, as
 `DistributedSampler` does, and is stateful: Lightning saves how many of the epoch's batches were trained on and,
-resuming (`ExactResume` puts that back), the loader skips those indices without loading them. `ExactResume` also saves the random number
-generators (torch, numpy, Python) in every checkpoint and puts them back as training resumes, so
-dropout and augmentation draw what they would have drawn. Exact on one process; under DDP the data order is
-restored on every rank but the random state saved is rank 0's.
+resuming (`ExactResume` puts that back), the loader skips those indices without loading them. `ExactResume` also
+saves the random number generators (torch, numpy, Python) in every checkpoint and puts them back as training
+resumes, so dropout and augmentation draw what they would have drawn. Exact on one process; under DDP the data
+order is restored on every rank but the random state saved is rank 0's.
 """
 
 import itertools
