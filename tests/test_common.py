@@ -207,7 +207,7 @@ def test_last_checkpoint_is_the_latest_state_after_the_metric_stops_improving(tm
     trainer = Trainer(max_epochs=3, callbacks=[checkpoint], logger=False, enable_progress_bar=False,
                       enable_model_summary=False, accelerator="cpu")  # fmt: skip
     trainer.fit(module)
-    best, last = (torch.load(tmp_path / name, weights_only=False) for name in ("best.ckpt", "last.ckpt"))
+    best, last = (torch.load(tmp_path / name, weights_only=True) for name in ("best.ckpt", "last.ckpt"))
     assert (best["epoch"], best["global_step"]) == (0, 2)
     assert (last["epoch"], last["global_step"]) == (2, 6)
     torch.testing.assert_close(last["state_dict"]["layer.weight"], module.layer.weight.detach())

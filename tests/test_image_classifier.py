@@ -80,7 +80,7 @@ def test_weight_ema_is_what_gets_tested():
         "--trainer.callbacks.decay=0.5",
     ]
     cli = main(["fit", "--config", DIGITS, "--config", str(REPO / "configs/logger/csv.yaml"), *SHORT, *ema])
-    checkpoint = torch.load(run_dirs()[-1] / "checkpoints" / "best.ckpt", weights_only=False)
+    checkpoint = torch.load(run_dirs()[-1] / "checkpoints" / "best.ckpt", weights_only=True)
     tested = cli.model.state_dict()
     averaged, raw = checkpoint["state_dict"], checkpoint["current_model_state"]
     name = "network.head.weight"

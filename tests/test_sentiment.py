@@ -304,7 +304,7 @@ def test_fit_saves_tokenizer_and_predict_uses_it(tmp_path, monkeypatch):
             float(row["train/pad_fraction"]) for row in csv.DictReader(file) if row["train/pad_fraction"]
         ]
     assert len(pad_fractions) == 3 and all(0 <= value < 0.2 for value in pad_fractions)  # bucketed batches
-    checkpoint = torch.load(run / "checkpoints" / "best.ckpt", weights_only=False)
+    checkpoint = torch.load(run / "checkpoints" / "best.ckpt", weights_only=True)
     assert (
         checkpoint["SentimentDataModule"]["tokenizer"] == cli.datamodule.tokenizer.to_str() == tokenizer_json
     )
