@@ -2,6 +2,7 @@
 
 uv run nox -s tests     # the fast suite (CPU, no network), what CI runs
 uv run nox -s lint      # ruff check + format check
+uv run nox -s format    # fix what lint finds: ruff's safe fixes, then ruff format
 uv run nox -s smoke     # each project's train.py for a few steps through its real CLI
 uv run nox -s bench     # every benchmark script (long; reads $DATA_ROOT)
 """
@@ -34,6 +35,12 @@ def tests(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     session.run("uv", "run", "--frozen", "ruff", "check", ".")
     session.run("uv", "run", "--frozen", "ruff", "format", "--check", ".")
+
+
+@nox.session
+def format(session: nox.Session) -> None:
+    session.run("uv", "run", "--frozen", "ruff", "check", "--fix", ".")
+    session.run("uv", "run", "--frozen", "ruff", "format", ".")
 
 
 @nox.session

@@ -21,8 +21,12 @@ def runs_on_cpu(accelerator: object) -> bool:
 
 
 def fast_precision(precision: object, accelerator: object = "auto") -> object:
-    """`precision`, or "32-true" for a bf16 precision on a CPU without native bf16 (with a warning saying so)."""
-    if str(precision).startswith("bf16") and runs_on_cpu(accelerator) and not cpu_has_native_bf16():
+    """`precision`, or "32-true" for a bf16 precision on a CPU without native bf16 (with a warning saying so).
+
+    float16 counts as bf16 there: Lightning runs `16-mixed` on a CPU as bf16 autocast.
+    """
+    half = str(precision).startswith(("bf16", "16"))
+    if half and runs_on_cpu(accelerator) and not cpu_has_native_bf16():
         rank_zero_warn(
             f"precision {precision} runs 10-40x slower than float32 on this CPU (PyTorch has no fast bf16 kernels "
             "for it: on x86 they need AVX-512 or AMX), so this run trains in 32-true instead."

@@ -1,6 +1,7 @@
 """Shared fixtures: every test runs in its own folder, on the CPU, with W&B off unless it asks for it."""
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ def isolated_run(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "disabled")
     monkeypatch.setenv("WANDB_SILENT", "true")
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    monkeypatch.setattr(sys, "argv", sys.argv[:1])  # the CLI gets its `args`; pytest's argv is not theirs
     return tmp_path
 
 

@@ -322,14 +322,15 @@ def test_bf16_probe_agrees_with_the_cpu_flags():
 
 
 @pytest.mark.parametrize("native", [True, False])
-def test_cli_trains_in_bf16_only_on_a_cpu_with_bf16_instructions(native, monkeypatch):
+@pytest.mark.parametrize("precision", ["bf16-mixed", "16-mixed"])  # Lightning runs 16-mixed on a CPU as bf16
+def test_cli_trains_in_bf16_only_on_a_cpu_with_bf16_instructions(precision, native, monkeypatch):
     from projects.image_classifier.train import main
 
     monkeypatch.setattr("common.precision.cpu_has_native_bf16", lambda: native)
     quickstart = Path(__file__).parents[1] / "configs" / "image_classifier" / "digits.yaml"
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        cli = main(["--config", str(quickstart), "--trainer.precision", "bf16-mixed"], run=False)
+        cli = main(["--config", str(quickstart), "--trainer.precision", precision], run=False)
     assert cli.trainer.precision == ("bf16-mixed" if native else "32-true")
     assert any("32-true instead" in str(warning.message) for warning in caught) is not native
     # Other precisions, and bf16 on an accelerator, are left as they are.
