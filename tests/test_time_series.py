@@ -61,7 +61,7 @@ def write_csv(path, rows: int = 200, start: str = "2024-01-01", frequency: str =
 def csv_data(path, **overrides) -> ForecastDataModule:
     options = {
         "dataset": "csv",
-        "path": str(path),
+        "data_file": str(path),
         "target": "load",
         "lookback": LOOKBACK,
         "horizon": HORIZON,
@@ -120,7 +120,7 @@ def test_ett_uses_the_standard_borders(tmp_path, name, rows, month):
         }
     )
     frame.to_csv(tmp_path / f"{name}.csv", index=False)
-    data = ForecastDataModule(name, path=str(tmp_path), lookback=336, horizon=96)
+    data = ForecastDataModule(name, data_dir=str(tmp_path), lookback=336, horizon=96)
     assert data.borders == {
         "train": (0, 12 * month),
         "val": (12 * month - 336, 16 * month),
@@ -132,7 +132,7 @@ def test_ett_uses_the_standard_borders(tmp_path, name, rows, month):
 
 def test_real_etth1_has_the_standard_split_sizes():
     path = require_data("ett-small/ETTh1.csv")
-    data = ForecastDataModule("ETTh1", path=str(path.parent), lookback=336, horizon=96)
+    data = ForecastDataModule("ETTh1", data_dir=str(path.parent), lookback=336, horizon=96)
     data.setup("fit")
     assert data.series.values.shape == (17420, 7) and data.target_names == [
         "HUFL",
@@ -152,7 +152,7 @@ def test_real_etth1_has_the_standard_split_sizes():
 
 def test_ett_file_missing_without_download_says_what_to_do(tmp_path):
     with pytest.raises(Exception, match="ETTh2.csv not found.*--data.download true"):
-        _ = ForecastDataModule("ETTh2", path=str(tmp_path)).series
+        _ = ForecastDataModule("ETTh2", data_dir=str(tmp_path)).series
 
 
 def test_non_finite_values_are_rejected_by_default_or_filled_when_asked(tmp_path):
@@ -286,7 +286,7 @@ def test_segrnn_rejects_lengths_that_are_not_whole_segments():
 def cli_args(tmp_path, network: str = "DirectRNN", extra: tuple[str, ...] = ()) -> list[str]:
     return [
         "--data.dataset=csv",
-        f"--data.path={tmp_path / 'series.csv'}",
+        f"--data.data_file={tmp_path / 'series.csv'}",
         "--data.target=load",
         "--data.setting=MS",
         f"--data.lookback={LOOKBACK}",
@@ -331,11 +331,11 @@ def test_baseline_fits_without_parameters_and_reports_mase(tmp_path):
     assert logged["val/mase"].dropna().iloc[-1] == pytest.approx(3.5 / 24, abs=1e-3)
 
 
-def test_cosine_decay_anneals_the_learning_rate_to_zero_over_the_run(tmp_path):
+def test_cosine_schedule_anneals_the_learning_rate_to_zero_over_the_run(tmp_path):
     write_csv(tmp_path / "series.csv", rows=200)
     extra = (
-        "--model.learning_rate=0.01",
-        "--model.cosine_decay=true",
+        "--model.lr=0.01",
+        "--model.schedule=cosine",
         "--trainer.max_epochs=2",
         "--trainer.limit_train_batches=3",
         "--trainer.callbacks+=LearningRateMonitor",
@@ -350,14 +350,21 @@ def test_cosine_decay_anneals_the_learning_rate_to_zero_over_the_run(tmp_path):
     assert rates == pytest.approx(expected, rel=1e-5)
 
 
-def test_cosine_decay_with_lr_decay_is_a_one_line_error(tmp_path):
+def test_exponential_schedule_multiplies_the_learning_rate_by_lr_decay_per_epoch(tmp_path):
     write_csv(tmp_path / "series.csv", rows=200)
-    extra = ("--model.cosine_decay=true", "--model.lr_decay=0.9", "--trainer.fast_dev_run=true")
+    extra = ("--model.lr=0.01", "--model.schedule=exponential", "--model.lr_decay=0.5",
+             "--trainer.max_epochs=3", "--trainer.limit_train_batches=1", "--trainer.limit_val_batches=1",
+             "--trainer.callbacks+=LearningRateMonitor", "--trainer.log_every_n_steps=1")  # fmt: skip
+    main(["fit", *cli_args(tmp_path, extra=extra)])
+    logged = pd.read_csv(next((tmp_path / "runs" / "time_series").glob("version_*")) / "metrics.csv")
+    assert logged["lr-Adam"].dropna().tolist() == pytest.approx([0.01, 0.005, 0.0025])
+
+
+def test_lr_decay_outside_0_1_is_a_one_line_error(tmp_path):
+    write_csv(tmp_path / "series.csv", rows=200)
     with pytest.raises(SystemExit) as exit_info:
-        main(["fit", *cli_args(tmp_path, extra=extra)])
-    assert str(exit_info.value.code) == (
-        "error: cosine_decay replaces lr_decay (0.9); set --model.lr_decay 1.0 or --model.cosine_decay false"
-    )
+        main(["fit", *cli_args(tmp_path, extra=("--model.lr_decay=1.5", "--trainer.fast_dev_run=true"))])
+    assert str(exit_info.value.code) == "error: lr_decay=1.5 must be in (0, 1]; set --model.lr_decay"
 
 
 def test_predict_writes_future_timestamps(tmp_path):
@@ -390,11 +397,14 @@ def test_predict_from_a_checkpoint_scales_with_the_training_scaler_after_the_csv
     assert len(frame) == 200
 
 
-def test_quickstart_config_runs(tmp_path):
-    from pathlib import Path
-
-    config = Path(__file__).resolve().parents[1] / "configs" / "time_series" / "quickstart.yaml"
-    main(["fit", f"--config={config}", "--trainer.fast_dev_run=true", "--model.network.hidden_size=8"])
+def test_quickstart_config_trains_segrnn_on_co2_and_reports_its_metrics(tmp_path):
+    config = REPO / "configs" / "time_series" / "quickstart.yaml"
+    cli = main(["fit", f"--config={config}", "--trainer.fast_dev_run=true", "--model.network.hidden_size=8"])
+    assert isinstance(cli.model.network, SegRNN) and cli.datamodule.dataset == "co2"
+    assert (cli.model.hparams.lookback, cli.model.hparams.horizon, cli.model.hparams.loss) == (96, 48, "mae")
+    metrics = cli.trainer.callback_metrics  # the test after fit, on one batch
+    assert {"test/mse", "test/mae", "test/mase", "test/mse_original"} <= set(metrics)
+    assert all(torch.isfinite(metrics[key]) and metrics[key] > 0 for key in ("test/mse", "test/mase"))
 
 
 def test_horizon_configs_change_only_their_keys_of_the_etth1_recipe():
@@ -406,11 +416,11 @@ def test_horizon_configs_change_only_their_keys_of_the_etth1_recipe():
     h720 = main([*base, "--config", str(configs / "etth1_segrnn_h720.yaml")], run=False)
 
     def schedule(cli) -> tuple:
-        return cli.trainer.max_epochs, cli.model.hparams.cosine_decay, cli.model.hparams.lr_decay
+        return cli.trainer.max_epochs, cli.model.hparams.schedule, cli.model.hparams.lr_decay
 
     assert [cli.model.hparams.horizon for cli in (recipe, h336, h720)] == [96, 336, 720]
-    assert schedule(recipe) == schedule(h336) == (30, False, 0.9)  # the authors' x0.9 per epoch
-    assert schedule(h720) == (3, True, 1.0)  # 3 epochs of cosine decay
+    assert schedule(recipe) == schedule(h336) == (30, "exponential", 0.9)  # x0.9 per epoch
+    assert schedule(h720)[:2] == (3, "cosine")  # 3 epochs of cosine decay
     for cli, cell, segment, hidden, dropout in [
         (recipe, torch.nn.GRU, 24, 512, 0.1),
         (h336, torch.nn.LSTM, 24, 512, 0.1),
@@ -430,7 +440,7 @@ def test_the_benchmark_trains_the_shipped_recipe_with_its_flags_on_top():
     def recipe(flags: str = ""):
         cli = benchmark.segrnn_recipe(720, 1, benchmark.parse_args(flags.split()))
         network, hparams = cli.model.network, cli.model.hparams
-        schedule = cli.trainer.max_epochs, hparams.cosine_decay, hparams.lr_decay
+        schedule = cli.trainer.max_epochs, hparams.schedule
         return (
             type(network.rnn),
             network.head[0].p,
@@ -442,12 +452,19 @@ def test_the_benchmark_trains_the_shipped_recipe_with_its_flags_on_top():
         )
 
     # etth1_segrnn.yaml with etth1_segrnn_h720.yaml on top, as train.py reads them
-    assert recipe() == (torch.nn.LSTM, 0.3, 1024, (3, True, 1.0), 64, False, 120)
+    assert recipe() == (torch.nn.LSTM, 0.3, 1024, (3, "cosine"), 64, False, 120)
     flags = "--segrnn-cell gru --segrnn-dropout 0.5 --segrnn-hidden 256 --batch-size 32 --segrnn-revin --segrnn-segment 24"
-    assert recipe(flags) == (torch.nn.GRU, 0.5, 256, (3, True, 1.0), 32, True, 24)
+    assert recipe(flags) == (torch.nn.GRU, 0.5, 256, (3, "cosine"), 32, True, 24)
     # no cosine: the base recipe's x0.9 per epoch for up to 30 epochs
-    assert recipe("--segrnn-cosine-epochs 0")[3] == (30, False, 0.9)
-    assert recipe("--segrnn-cosine-epochs 5")[3] == (5, True, 1.0)
+    assert recipe("--segrnn-cosine-epochs 0")[3] == (30, "exponential")
+    assert recipe("--segrnn-cosine-epochs 5")[3] == (5, "cosine")
+    # the dataset is one flag: another ETT file, or the user's CSV
+    ett = benchmark.data_options(benchmark.parse_args(["--dataset", "ETTh2", "--data-dir", "ett"]))
+    assert ett == {"dataset": "ETTh2", "data_dir": "ett"}
+    options = benchmark.data_options(benchmark.parse_args(["--data-file", "my.csv", "--target", "load"]))
+    assert options == {"dataset": "csv", "data_file": "my.csv", "target": "load", "features": None}
+    with pytest.raises(SystemExit, match="--data-file needs --target"):
+        benchmark.data_options(benchmark.parse_args(["--data-file", "my.csv"]))
 
 
 # ----- bad input: one line naming the problem and the fix -----
@@ -488,7 +505,7 @@ def test_bad_input_gives_one_line_error(tmp_path, problem, message):
 
 
 @pytest.mark.parametrize(
-    ("content", "message"), [(None, "not found; pass --data.path"), ("", "is not a readable CSV file")]
+    ("content", "message"), [(None, "not found; pass --data.data_file"), ("", "is not a readable CSV file")]
 )
 def test_missing_or_unreadable_file_gives_one_line_error(tmp_path, content, message):
     if content is not None:
@@ -513,8 +530,8 @@ def test_bad_loader_sizes_give_one_line_error(tmp_path, option, message):
 
 def test_missing_predict_file_names_its_own_option(tmp_path):
     write_csv(tmp_path / "series.csv", rows=100)
-    data = csv_data(tmp_path / "series.csv", predict_path=str(tmp_path / "later.csv"))
+    data = csv_data(tmp_path / "series.csv", predict_file=str(tmp_path / "later.csv"))
     with pytest.raises(
-        UserInputError, match="later.csv not found; pass --data.predict_path to an existing file"
+        UserInputError, match="later.csv not found; pass --data.predict_file to an existing file"
     ):
         data.predict_dataloader()

@@ -74,8 +74,9 @@ class ForecastDataModule(LightningDataModule):
 
     Args:
         dataset: `co2` (statsmodels' weekly CO2, offline), `ETTh1`/`ETTh2`/`ETTm1`/`ETTm2`, or `csv` (your file).
-        path: the CSV file for `csv`; for ETT the folder holding `<dataset>.csv` (default `$DATA_ROOT/ett-small`).
-        download: fetch a missing ETT file from the ETDataset GitHub repository into `path`.
+        data_file: the CSV file for `csv`; for ETT it replaces `<data_dir>/<dataset>.csv`.
+        data_dir: for ETT, the folder holding `<dataset>.csv` (default `$DATA_ROOT/ett-small`).
+        download: fetch a missing ETT file from the ETDataset GitHub repository into `data_dir`.
         timestamp_column: the column holding timestamps (ETT and co2: `date`).
         target: the column to forecast (ETT: `OT`; co2: `co2`).
         features: input columns besides the target for M/MS (default: every other column).
@@ -91,13 +92,14 @@ class ForecastDataModule(LightningDataModule):
             baseline takes its own `--model.network.init_args.period`.
         batch_size: windows per batch.
         num_workers: DataLoader worker processes.
-        predict_path: CSV whose next H steps `predict` forecasts (default: the training series itself).
+        predict_file: CSV whose next H steps `predict` forecasts (default: the training series itself).
     """
 
     def __init__(
         self,
         dataset: Literal["co2", "ETTh1", "ETTh2", "ETTm1", "ETTm2", "csv"] = "co2",
-        path: str | None = None,
+        data_file: str | None = None,
+        data_dir: str | None = None,
         download: bool = False,
         timestamp_column: str = "date",
         target: str | None = None,
@@ -110,15 +112,15 @@ class ForecastDataModule(LightningDataModule):
         seasonal_period: int | None = None,
         batch_size: int = 32,
         num_workers: int = 0,
-        predict_path: str | None = None,
+        predict_file: str | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        self.dataset, self.path, self.download = dataset, path, download
+        self.dataset, self.data_file, self.data_dir, self.download = dataset, data_file, data_dir, download
         self.timestamp_column, self.setting = timestamp_column, setting
         self.lookback, self.horizon = lookback, horizon
         self.split_fractions, self.missing_values = split_fractions, missing_values
-        self.batch_size, self.num_workers, self.predict_path = batch_size, num_workers, predict_path
+        self.batch_size, self.num_workers, self.predict_file = batch_size, num_workers, predict_file
         self.target = target or {"co2": "co2", "csv": None}.get(dataset, "OT")
         if self.target is None:
             raise UserInputError(
@@ -144,13 +146,13 @@ class ForecastDataModule(LightningDataModule):
         return [c for c in features if c != self.target] + [self.target]
 
     def _ett_file(self) -> Path:
-        folder = Path(self.path or Path(os.environ.get("DATA_ROOT", "data")) / "ett-small")
-        file = folder / f"{self.dataset}.csv" if folder.suffix != ".csv" else folder
+        folder = Path(self.data_dir or Path(os.environ.get("DATA_ROOT", "data")) / "ett-small")
+        file = Path(self.data_file) if self.data_file else folder / f"{self.dataset}.csv"
         if file.is_file():
             return file
         if not self.download:
             raise UserInputError(
-                f"{file} not found; pass --data.path to the folder holding {self.dataset}.csv or set --data.download true"
+                f"{file} not found; pass --data.data_dir to the folder holding {self.dataset}.csv or set --data.download true"
             )
         try:
             file.parent.mkdir(parents=True, exist_ok=True)
@@ -164,9 +166,11 @@ class ForecastDataModule(LightningDataModule):
     def _load(self) -> Series:
         if self.dataset == "co2":
             return co2_series()
-        path = self._ett_file() if self.dataset.startswith("ETT") else self.path
+        path = self._ett_file() if self.dataset.startswith("ETT") else self.data_file
         if path is None:
-            raise UserInputError("--data.path is required with --data.dataset csv; point it at your CSV file")
+            raise UserInputError(
+                "--data.data_file is required with --data.dataset csv; point it at your CSV file"
+            )
         header = read_csv(path, rows=0).columns.tolist()
         return read_csv_series(path, self.timestamp_column, self._columns(header), self.missing_values)
 
@@ -280,16 +284,16 @@ class ForecastDataModule(LightningDataModule):
         return evaluation_loader(self._loader(self.test_dataset), self.trainer)
 
     def predict_dataloader(self) -> DataLoader:
-        """The last `lookback` rows of `predict_path` (default: the training series) and the next `horizon`
+        """The last `lookback` rows of `predict_file` (default: the training series) and the next `horizon`
         timestamps. Built here, not in `setup`, so that the scaler is the one restored from the checkpoint."""
         series = self.series
-        if self.predict_path is not None:  # the columns the model was trained on
+        if self.predict_file is not None:  # the columns the model was trained on
             series = read_csv_series(
-                self.predict_path,
+                self.predict_file,
                 self.timestamp_column,
                 self.series.columns,
                 self.missing_values,
-                option="--data.predict_path",
+                option="--data.predict_file",
             )
         if len(series.values) < self.lookback:
             raise UserInputError(

@@ -36,11 +36,11 @@ class Forecaster(LightningModule):
         target_std: training-row std of each target (linked from the data).
         mase_scale: in-sample seasonal-naive MAE of each scaled target, the MASE denominator (linked).
         loss: `mse` or `mae` on the scaled series.
-        learning_rate: Adam learning rate.
+        lr: Adam learning rate.
         weight_decay: Adam weight decay.
-        lr_decay: learning rate multiplier applied after each epoch (1.0 keeps it constant).
-        cosine_decay: anneal the learning rate to 0 over the whole run (`max_epochs`) with a per-step cosine,
-            instead of `lr_decay`.
+        schedule: `constant`; `exponential`, x `lr_decay` after each epoch; or `cosine`, annealed to 0 over the
+            whole run (`max_epochs`) per step.
+        lr_decay: the learning-rate factor per epoch of the `exponential` schedule.
         plot_windows: fixed validation windows drawn as forecast-versus-actual each epoch (0 turns off).
     """
 
@@ -56,17 +56,15 @@ class Forecaster(LightningModule):
         target_std: list[float] | None = None,
         mase_scale: list[float] | None = None,
         loss: Literal["mse", "mae"] = "mse",
-        learning_rate: float = 1e-3,
+        lr: float = 1e-3,
         weight_decay: float = 0.0,
-        lr_decay: float = 1.0,
-        cosine_decay: bool = False,
+        schedule: Literal["constant", "exponential", "cosine"] = "constant",
+        lr_decay: float = 0.9,
         plot_windows: int = 4,
     ) -> None:
         super().__init__()
-        if cosine_decay and lr_decay != 1.0:
-            raise UserInputError(
-                f"cosine_decay replaces lr_decay ({lr_decay}); set --model.lr_decay 1.0 or --model.cosine_decay false"
-            )
+        if not 0 < lr_decay <= 1:
+            raise UserInputError(f"lr_decay={lr_decay} must be in (0, 1]; set --model.lr_decay")
         self.save_hyperparameters(ignore=["network"])
         self.network = network(input_channels, output_channels, lookback, horizon)
         self.target_names = target_names or [f"target_{index}" for index in range(output_channels)]
@@ -210,13 +208,10 @@ class Forecaster(LightningModule):
         parameters = [parameter for parameter in self.parameters() if parameter.requires_grad]
         if not parameters:
             return None
-        optimizer = torch.optim.Adam(
-            parameters, lr=self.hparams.learning_rate, weight_decay=self.hparams.weight_decay
-        )
-        if self.hparams.cosine_decay:
-            total = self.trainer.estimated_stepping_batches
-            return warmup_schedule(optimizer, total, warmup_fraction=0.0, decay="cosine")
-        if self.hparams.lr_decay == 1.0:
+        optimizer = torch.optim.Adam(parameters, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        if self.hparams.schedule == "cosine":  # per step, no warm-up
+            return warmup_schedule(optimizer, self.trainer.estimated_stepping_batches, 0.0, "cosine")
+        if self.hparams.schedule == "constant":
             return optimizer
         scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=self.hparams.lr_decay)
         return {"optimizer": optimizer, "lr_scheduler": scheduler}

@@ -22,7 +22,7 @@ class Series:
     name: str
 
 
-def read_csv(path: str | Path, rows: int | None = None, option: str = "--data.path") -> pd.DataFrame:
+def read_csv(path: str | Path, rows: int | None = None, option: str = "--data.data_file") -> pd.DataFrame:
     """The CSV as a frame; `option` is the flag that named the file, for the error message."""
     path = Path(path)
     if not path.is_file():
@@ -40,7 +40,7 @@ def read_csv_series(
     timestamp_column: str,
     columns: list[str],
     missing_values: MissingValues,
-    option: str = "--data.path",
+    option: str = "--data.data_file",
 ) -> Series:
     """Read `columns` (targets last) and the timestamps from a CSV, with one-line errors for bad input."""
     frame = read_csv(path, option=option)
