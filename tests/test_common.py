@@ -16,7 +16,6 @@ from lightning.pytorch.loggers import CSVLogger
 from common import media
 from common.callbacks import (
     ConfusionMatrixLogger,
-    Lookahead,
     PredictionWriter,
     ThroughputLogger,
     batch_size_of,
@@ -25,7 +24,6 @@ from common.checkpointing import BestAndLastCheckpoint
 from common.data import tensor_loader
 from common.files import atomic_path
 from common.metrics import StageMetrics, classification_metrics
-from common.optim import Muon, orthogonalize
 from common.precision import cpu_has_native_bf16, fast_precision
 from common.runs import configure_wandb_mode, run_directory
 
@@ -216,70 +214,6 @@ def test_last_checkpoint_is_the_latest_state_after_the_metric_stops_improving(tm
                       logger=False, enable_progress_bar=False, enable_model_summary=False, accelerator="cpu")  # fmt: skip
     resumed.fit(WorseEachEpoch(train_value=1.0), ckpt_path=tmp_path / "last.ckpt")
     assert resumed.global_step == 8
-
-
-def test_lookahead_by_hand():
-    class Descend(LightningModule):  # loss = w, so plain SGD with lr 1 moves w by -1 per step
-        def __init__(self):
-            super().__init__()
-            self.w = torch.nn.Parameter(torch.zeros(()))
-
-        def training_step(self, batch, batch_idx):
-            return self.w * 1.0
-
-        def configure_optimizers(self):
-            return torch.optim.SGD(self.parameters(), lr=1.0)
-
-        def train_dataloader(self):
-            return torch.utils.data.DataLoader(torch.zeros(4, 1), batch_size=1)
-
-    module = Descend()
-    lookahead = Lookahead(interval=2, final_decay=0.5)
-    trainer = Trainer(max_epochs=1, callbacks=[lookahead], logger=False, enable_checkpointing=False,
-                      enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
-    trainer.fit(module)
-    # Step 2: decay 0.5 * (2/4)**3 = 1/16, slow = 0 + 15/16 * (-2) = -1.875 and w is reset to it; step 3: w = -2.875;
-    # step 4 (the last): w becomes the slow copy, -1.875 (plain SGD would end at -4).
-    assert module.w.item() == pytest.approx(-1.875)
-    assert lookahead.slow["w"].item() == pytest.approx(-1.875)
-
-
-@pytest.mark.parametrize("shape", [(16, 144), (144, 16)], ids=["wide", "tall"])
-def test_orthogonalize_brings_every_singular_value_near_one(shape):
-    torch.manual_seed(0)
-    matrix = torch.randn(*shape) * torch.logspace(-1, 1, shape[1])  # column scales over two decades
-    result = orthogonalize(matrix, steps=5)
-    assert result.shape == matrix.shape and result.dtype == matrix.dtype
-    singular_values = torch.linalg.svdvals(result)
-    assert singular_values.min() > 0.5 and singular_values.max() < 1.3  # the quintic's band, not exactly 1
-    left, _, right = torch.linalg.svd(matrix, full_matrices=False)
-    polar = left @ right  # the exact U V^T: the result points the same way
-    assert torch.nn.functional.cosine_similarity(result.flatten(), polar.flatten(), dim=0) > 0.95
-
-
-def test_muon_steps_sgd_groups_like_torch_and_filters_at_fixed_norm():
-    torch.manual_seed(0)
-    filters, bias = torch.nn.Parameter(torch.randn(8, 4, 3, 3)), torch.nn.Parameter(torch.randn(8))
-    reference = torch.nn.Parameter(bias.detach().clone())
-    muon = Muon([{"params": [filters], "muon": True, "lr": 0.1}, {"params": [bias], "weight_decay": 0.01}],
-                lr=0.5, momentum=0.9)  # fmt: skip
-    sgd = torch.optim.SGD([reference], lr=0.5, momentum=0.9, nesterov=True, weight_decay=0.01)
-    for _ in range(3):
-        gradient = torch.randn(8)
-        bias.grad, reference.grad = gradient.clone(), gradient.clone()
-        before = filters.detach().clone()
-        filters.grad = torch.randn(8, 4, 3, 3)
-        muon.step()
-        sgd.step()
-        # The weight was rescaled to norm sqrt(8), then moved by lr times a near-orthogonal update.
-        update = (filters.detach() - before * 8**0.5 / before.norm()).reshape(8, -1) / -0.1
-        singular_values = torch.linalg.svdvals(update)
-        assert singular_values.min() > 0.5 and singular_values.max() < 1.3
-    torch.testing.assert_close(bias, reference)
-    tall = torch.nn.Parameter(torch.randn(16, 4))  # more rows than columns: orthogonalised transposed
-    tall.grad = torch.randn(16, 4)
-    Muon([{"params": [tall], "muon": True}], lr=0.1).step()
-    assert tall.shape == (16, 4) and torch.isfinite(tall).all()
 
 
 def write_repeatedly(path: Path, payload: bytes, times: int) -> None:

@@ -1,21 +1,25 @@
 """The image classifier through its real CLI: every data path, learning, media, W&B and bad input (DDP: test_ddp.py)."""
 
 import csv
+import math
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 from conftest import REPO
+from lightning.pytorch import LightningModule, Trainer
 from PIL import Image
 from wandb_records import config_and_summary
 
 from common.errors import UserInputError
-from common.optim import learning_rate_factor
+from common.optim import warmup_schedule
 from projects.image_classifier import data as image_data
+from projects.image_classifier.callbacks import Lookahead
 from projects.image_classifier.data import ImageDataModule, random_crop
 from projects.image_classifier.model import CompactConvNet, ResNet18
 from projects.image_classifier.module import ImageClassifier
+from projects.image_classifier.optim import Muon, orthogonalize
 from projects.image_classifier.train import main
 
 DIGITS = str(REPO / "configs/image_classifier/digits.yaml")
@@ -151,16 +155,31 @@ def test_alternating_flip_mirrors_each_image_on_every_other_epoch(tmp_path):
     assert cli.trainer.current_epoch == 2 and "test/acc" in cli.trainer.callback_metrics
 
 
+def schedule_factors(schedule: str, total: int = 10, warmup_fraction: float = 0.2) -> list[float]:
+    """The learning-rate multiplier of every step under `warmup_schedule`, as the optimizer sees it."""
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=2.0)
+    scheduler = warmup_schedule(optimizer, total, warmup_fraction, schedule)["lr_scheduler"]["scheduler"]
+    factors = []
+    for _ in range(total):
+        factors.append(optimizer.param_groups[0]["lr"] / 2.0)
+        optimizer.step()
+        scheduler.step()
+    return factors
+
+
 def test_learning_rate_schedules_by_hand():
-    # 10 steps, 2 of warm-up: 0.5, 1.0, then linear decay over the remaining 8 steps.
-    assert [learning_rate_factor(s, total=10, warmup=2, decay="onecycle") for s in (0, 1, 2, 6, 10)] == [
-        0.5,
-        1.0,
-        1.0,
-        0.5,
-        0.0,
-    ]
-    assert learning_rate_factor(6, total=10, warmup=2, decay="cosine") == pytest.approx(0.5)
+    # 10 steps, 2 of warm-up (1/2, then the peak), then a decay to 0 over the remaining 8 steps.
+    assert schedule_factors("onecycle") == pytest.approx(
+        [0.5, 1.0, 1.0, 0.875, 0.75, 0.625, 0.5, 0.375, 0.25, 0.125]
+    )
+    cosine = [0.5, 1.0] + [0.5 * (1 + math.cos(math.pi * step / 8)) for step in range(8)]
+    assert schedule_factors("cosine") == pytest.approx(cosine)
+    assert schedule_factors("cosine")[6] == pytest.approx(0.5)  # half-way through the decay
+    assert schedule_factors("constant") == [1.0] * 10
+    # Warm-up lasts at least one step: with no warm-up fraction the peak holds one step, then decays.
+    assert schedule_factors("onecycle", total=4, warmup_fraction=0.0) == pytest.approx(
+        [1.0, 1.0, 2 / 3, 1 / 3]
+    )
 
 
 def test_airbench_options_identity_init_frozen_norm_scale_and_bias_learning_rate():
@@ -377,3 +396,67 @@ def test_module_interface_for_other_projects():
     images = torch.rand(5, 1, 8, 8)
     assert module(images).shape == (5, 3) and module.embed(images).shape == (5, 256)
     assert module.class_names == ["a", "b", "c"]
+
+
+def test_lookahead_by_hand():
+    class Descend(LightningModule):  # loss = w, so plain SGD with lr 1 moves w by -1 per step
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(()))
+
+        def training_step(self, batch, batch_idx):
+            return self.w * 1.0
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=1.0)
+
+        def train_dataloader(self):
+            return torch.utils.data.DataLoader(torch.zeros(4, 1), batch_size=1)
+
+    module = Descend()
+    lookahead = Lookahead(interval=2, final_decay=0.5)
+    trainer = Trainer(max_epochs=1, callbacks=[lookahead], logger=False, enable_checkpointing=False,
+                      enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
+    trainer.fit(module)
+    # Step 2: decay 0.5 * (2/4)**3 = 1/16, slow = 0 + 15/16 * (-2) = -1.875 and w is reset to it; step 3: w = -2.875;
+    # step 4 (the last): w becomes the slow copy, -1.875 (plain SGD would end at -4).
+    assert module.w.item() == pytest.approx(-1.875)
+    assert lookahead.slow["w"].item() == pytest.approx(-1.875)
+
+
+@pytest.mark.parametrize("shape", [(16, 144), (144, 16)], ids=["wide", "tall"])
+def test_orthogonalize_brings_every_singular_value_near_one(shape):
+    torch.manual_seed(0)
+    matrix = torch.randn(*shape) * torch.logspace(-1, 1, shape[1])  # column scales over two decades
+    result = orthogonalize(matrix, steps=5)
+    assert result.shape == matrix.shape and result.dtype == matrix.dtype
+    singular_values = torch.linalg.svdvals(result)
+    assert singular_values.min() > 0.5 and singular_values.max() < 1.3  # the quintic's band, not exactly 1
+    left, _, right = torch.linalg.svd(matrix, full_matrices=False)
+    polar = left @ right  # the exact U V^T: the result points the same way
+    assert torch.nn.functional.cosine_similarity(result.flatten(), polar.flatten(), dim=0) > 0.95
+
+
+def test_muon_steps_sgd_groups_like_torch_and_filters_at_fixed_norm():
+    torch.manual_seed(0)
+    filters, bias = torch.nn.Parameter(torch.randn(8, 4, 3, 3)), torch.nn.Parameter(torch.randn(8))
+    reference = torch.nn.Parameter(bias.detach().clone())
+    muon = Muon([{"params": [filters], "muon": True, "lr": 0.1}, {"params": [bias], "weight_decay": 0.01}],
+                lr=0.5, momentum=0.9)  # fmt: skip
+    sgd = torch.optim.SGD([reference], lr=0.5, momentum=0.9, nesterov=True, weight_decay=0.01)
+    for _ in range(3):
+        gradient = torch.randn(8)
+        bias.grad, reference.grad = gradient.clone(), gradient.clone()
+        before = filters.detach().clone()
+        filters.grad = torch.randn(8, 4, 3, 3)
+        muon.step()
+        sgd.step()
+        # The weight was rescaled to norm sqrt(8), then moved by lr times a near-orthogonal update.
+        update = (filters.detach() - before * 8**0.5 / before.norm()).reshape(8, -1) / -0.1
+        singular_values = torch.linalg.svdvals(update)
+        assert singular_values.min() > 0.5 and singular_values.max() < 1.3
+    torch.testing.assert_close(bias, reference)
+    tall = torch.nn.Parameter(torch.randn(16, 4))  # more rows than columns: orthogonalised transposed
+    tall.grad = torch.randn(16, 4)
+    Muon([{"params": [tall], "muon": True}], lr=0.1).step()
+    assert tall.shape == (16, 4) and torch.isfinite(tall).all()

@@ -10,9 +10,10 @@ from torch import nn
 from torchmetrics import MeanMetric
 
 from common.metrics import StageMetrics, classification_metrics
-from common.optim import Muon, parameter_groups, warmup_schedule
+from common.optim import warmup_schedule
 from common.pretrained import require_same_hparams
 from projects.image_classifier.model import CompactConvNet
+from projects.image_classifier.optim import Muon, norm_lr_groups
 
 
 class ImageClassifier(LightningModule):
@@ -155,7 +156,7 @@ class ImageClassifier(LightningModule):
     def configure_optimizers(self):
         scale = self.hparams.norm_lr_scale
         norm_lr = self.hparams.lr * scale if scale != 1 else None
-        groups = parameter_groups(self.network, self.hparams.weight_decay, norm_lr)
+        groups = norm_lr_groups(self.network, self.hparams.weight_decay, norm_lr)
         if self.hparams.optimizer == "sgd":
             optimizer = torch.optim.SGD(
                 groups, lr=self.hparams.lr, momentum=self.hparams.momentum, nesterov=True
