@@ -3,8 +3,8 @@
 import csv
 import io
 import json
+import math
 import sys
-from functools import partial
 from pathlib import Path
 
 import pytest
@@ -13,9 +13,9 @@ import torch.nn.functional as F
 from conftest import REPO, require_data
 from tokenizers import Tokenizer
 
-from common.optim import learning_rate_factor
+from common.optim import warmup_schedule
 from projects.sentiment.batching import BucketBatchSampler, pad_batch
-from projects.sentiment.data import SentimentDataModule, label_ids
+from projects.sentiment.data import SentimentDataModule
 from projects.sentiment.model import (
     BagOfNgramsClassifier,
     ConvolutionalClassifier,
@@ -24,6 +24,7 @@ from projects.sentiment.model import (
     masked_max,
 )
 from projects.sentiment.module import SentimentClassifier
+from projects.sentiment.reading import label_ids
 from projects.sentiment.synthetic import write_synthetic_corpus
 from projects.sentiment.tokenizer import load_tokenizer, train_tokenizer
 from projects.sentiment.train import main
@@ -100,8 +101,21 @@ def test_pad_batch_and_labels_by_hand():
     assert label_ids([0, "1", "positive", " negative "], ["negative", "positive"], "x") == [0, 1, 1, 0]
     hidden = torch.tensor([[[1.0], [5.0], [9.0]]])
     assert masked_max(hidden, torch.tensor([[True, True, False]])).item() == 5.0  # the padded 9 is ignored
-    cosine = partial(learning_rate_factor, total=10, warmup=2, decay="cosine")
-    assert cosine(0) == 0.5 and cosine(2) == 1.0 and cosine(10) == pytest.approx(0.0)
+
+
+def test_warmup_then_cosine_learning_rates_by_hand():
+    """The module's schedule: 10 steps, 20% (2 steps) of linear warm-up to the peak, then cosine to 0."""
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    scheduler = warmup_schedule(optimizer, 10, 0.2, "cosine")["lr_scheduler"]["scheduler"]
+    used = []
+    for _ in range(10):
+        used.append(optimizer.param_groups[0]["lr"])  # the rate this step trains with
+        optimizer.step()
+        scheduler.step()
+    warmup = [0.1 * (step + 1) / 2 for step in range(2)]  # 0.05, 0.1
+    cosine = [0.1 * 0.5 * (1 + math.cos(math.pi * step / 8)) for step in range(8)]  # 0.1 down towards 0
+    assert used == pytest.approx(warmup + cosine)
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)  # after the last step
 
 
 def test_bag_of_ngrams_features_by_hand():

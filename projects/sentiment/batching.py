@@ -6,7 +6,7 @@ from typing import Any
 import torch
 from torch.utils.data import BatchSampler, Sampler
 
-from projects.sentiment.model import PAD_ID
+from projects.sentiment.tokenizer import PAD_ID
 
 
 class BucketBatchSampler(BatchSampler):

@@ -1,12 +1,8 @@
-"""Labelled text through Hugging Face `datasets`, a `tokenizers` tokenizer trained on the training split,
-and length-bucketed, dynamically padded batches.
-
-Sources: local CSV/TSV/JSON Lines/Parquet files, a Hub dataset by name (`download: true`), or a synthetic
-corpus the datamodule writes itself (the offline fallback for the quickstart and tests).
+"""`SentimentDataModule`: labelled text from files, the Hub or the synthetic corpus (`reading.py`,
+`synthetic.py`), a tokenizer trained on the training split (`tokenizer.py`), length-bucketed batches
+(`batching.py`). This file only wires those pieces into the Lightning hooks.
 """
 
-import hashlib
-import json
 import os
 from functools import cached_property
 from pathlib import Path
@@ -20,20 +16,20 @@ from torch.utils.data import DataLoader, Subset
 
 from common.distributed import evaluation_loader
 from common.errors import UserInputError, require_at_least
-from common.files import atomic_path
 from common.resume import ResumableLoader, SeededShuffle
 from common.runs import run_directory
 from projects.sentiment.batching import BucketBatchSampler, pad_batch
-from projects.sentiment.reading import label_ids, load_file, names_in_labels, read_lines, rows_with_text
+from projects.sentiment.reading import (
+    check_split,
+    label_ids,
+    load_file,
+    load_hub,
+    names_in_labels,
+    read_lines,
+    rows_with_text,
+)
 from projects.sentiment.synthetic import write_synthetic_corpus
-from projects.sentiment.tokenizer import load_tokenizer, train_tokenizer
-
-SPLITS = ("train", "val", "test")
-
-
-def fingerprint(*parts: Any) -> str:
-    """A short stable hash of `parts` (used as a `datasets` fingerprint and cache-file name)."""
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:32]
+from projects.sentiment.tokenizer import cached_tokenizer, fingerprint, load_tokenizer, tokenize_split
 
 
 class SentimentDataModule(LightningDataModule):
@@ -211,48 +207,17 @@ class SentimentDataModule(LightningDataModule):
         return raw
 
     def _load_hub(self, cache_dir: str) -> dict[str, Any]:
-        import datasets
-
         hp = self.hparams
-        datasets.config.HF_HUB_OFFLINE = not hp.download
-        names = {"train": hp.train_split, "val": hp.val_split, "test": hp.test_split}
-        try:
-            loaded = datasets.load_dataset(hp.dataset, hp.dataset_config, cache_dir=cache_dir)
-        except Exception as error:
-            hint = (
-                "check the name and network" if hp.download else "pass --data.download true (needs network)"
-            )
-            raise UserInputError(
-                f"cannot load Hub dataset {hp.dataset} ({type(error).__name__}); {hint}"
-            ) from None
-        for split, name in names.items():
-            # A missing default "validation" split is carved from train; any other missing split is a mistake.
-            if name and name not in loaded and (split == "train" or name != "validation"):
-                raise UserInputError(
-                    f"Hub dataset {hp.dataset} has no split '{name}' (it has {list(loaded)}); set --data.{split}_split"
-                )
-        return {split: loaded[name] for split, name in names.items() if name and name in loaded}
+        splits = {"train": hp.train_split, "val": hp.val_split, "test": hp.test_split}
+        return load_hub(hp.dataset, hp.dataset_config, splits, hp.download, cache_dir)
 
     def _check(self, split: str, dataset) -> None:
-        """One-line errors for a missing column or a bad label (numbered as rows of the source); counts empty texts."""
         hp = self.hparams
-        for column in (hp.text_column, hp.label_column):
-            if column not in dataset.column_names:
-                raise UserInputError(
-                    f"{split} data has no column '{column}' (columns: {', '.join(dataset.column_names)}); "
-                    "set --data.text_column and --data.label_column"
-                )
-        texts, labels = (
-            dataset[hp.text_column][:],
-            dataset[hp.label_column][:],
-        )  # [:]: a list, not a lazy Column
-        keep = rows_with_text(texts)
-        self.skipped_rows[split] = len(texts) - len(keep)
+        self.skipped_rows[split] = check_split(
+            split, dataset, hp.text_column, hp.label_column, self.label_names
+        )
         if self.skipped_rows[split]:
             rank_zero_warn(f"skipped {self.skipped_rows[split]} {split} rows with empty text")
-        if not keep:
-            raise UserInputError(f"{split} data has no rows with text in column '{hp.text_column}'")
-        label_ids([labels[index] for index in keep], self.label_names, f"{split} data", rows=keep)
 
     def _clean(self, dataset) -> tuple[list[str], list[int], list[int]]:
         """Texts, label ids and kept row indices of a checked split (rows with empty text dropped)."""
@@ -279,20 +244,11 @@ class SentimentDataModule(LightningDataModule):
             raise UserInputError(
                 "no tokenizer: pass --ckpt_path (a checkpoint from a run) or --data.tokenizer_file"
             )
-        key = fingerprint(
-            self.raw["train"]._fingerprint, hp.text_column, hp.tokenizer, hp.vocab_size, hp.lowercase
+        source = fingerprint(self.raw["train"]._fingerprint, hp.text_column)
+        folder = Path(hp.cache_dir).expanduser() / "tokenizers"
+        return cached_tokenizer(
+            self.texts["train"][0], source, folder, hp.tokenizer, hp.vocab_size, hp.lowercase
         )
-        path = Path(hp.cache_dir).expanduser() / "tokenizers" / f"{key}.json"
-        if path.is_file():
-            return Tokenizer.from_file(str(path))
-        tokenizer = train_tokenizer(self.texts["train"][0], hp.tokenizer, hp.vocab_size, hp.lowercase)
-        if tokenizer.get_vocab_size() > hp.vocab_size:
-            raise UserInputError(
-                f"trained tokenizer has {tokenizer.get_vocab_size()} tokens, over vocab_size {hp.vocab_size}"
-            )
-        with atomic_path(path) as partial:
-            tokenizer.save(str(partial))
-        return tokenizer
 
     def _save_tokenizer(self) -> None:
         """`tokenizer.json` in the run directory and beside the checkpoints (it is inside every checkpoint too)."""
@@ -305,34 +261,13 @@ class SentimentDataModule(LightningDataModule):
 
     def _tokenize(self, split: str):
         """Token ids of the kept rows, through the `datasets` map cache keyed on the tokenizer and settings."""
-        import datasets
-
         hp = self.hparams
         raw, (texts, labels, keep) = self.raw[split], self.texts[split]
-        position = {row: index for index, row in enumerate(keep)}
-        unknown_id = self.tokenizer.token_to_id("[UNK]")
-
-        def encode(_, indices: list[int]) -> dict[str, list]:
-            kept = [position[row] for row in indices if row in position]
-            encodings = self.tokenizer.encode_batch([texts[index] for index in kept])
-            # A text whose every character normalises away still gets one token, so no row is all padding.
-            ids = [encoding.ids[: hp.max_length] or [unknown_id] for encoding in encodings]
-            return {"input_ids": ids, "length": [len(row) for row in ids], "label": [labels[i] for i in kept],
-                    "text": [texts[i] for i in kept]}  # fmt: skip
-
         key = fingerprint(raw._fingerprint, self.tokenizer.to_str(), hp.max_length, hp.text_column, hp.label_column,
                           self.label_names, "int64 labels")  # fmt: skip
-        # Explicit: `map` would otherwise keep the source's type for `label`, strings for "pos"/"neg" files.
-        features = datasets.Features({"input_ids": datasets.List(datasets.Value("int32")),
-                                      "length": datasets.Value("int64"), "label": datasets.Value("int64"),
-                                      "text": datasets.Value("string")})  # fmt: skip
         cache_file = Path(hp.cache_dir).expanduser() / "tokenized" / f"{split}-{key}.arrow"
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
         self.loaded_from_cache[split] = cache_file.is_file()
-        return raw.map(
-            encode, with_indices=True, batched=True, batch_size=10_000, remove_columns=raw.column_names,
-            new_fingerprint=key, cache_file_name=str(cache_file), desc=f"tokenizing {split}", features=features,
-        )  # fmt: skip
+        return tokenize_split(raw, texts, labels, keep, self.tokenizer, hp.max_length, cache_file, key, split)
 
     # ---- loaders ----
 

@@ -14,8 +14,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from common.errors import UserInputError
-
-PAD_ID = 0  # the tokenizer puts `[PAD]` first, so padding is always id 0
+from projects.sentiment.tokenizer import PAD_ID
 
 
 def masked_max(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

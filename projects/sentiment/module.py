@@ -13,7 +13,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassAUROC, Mul
 from common import media
 from common.errors import UserInputError
 from common.metrics import StageMetrics
-from common.optim import parameter_groups, warmup_schedule
+from common.optim import Schedule, parameter_groups, warmup_schedule
 from common.pretrained import require_same_hparams
 from projects.sentiment.model import EmbeddingClassifier, RecurrentClassifier
 
@@ -28,7 +28,8 @@ class SentimentClassifier(LightningModule):
         lr: peak AdamW learning rate.
         weight_decay: AdamW decoupled weight decay (not applied to biases and norms).
         label_smoothing: cross-entropy label smoothing.
-        warmup_fraction: share of the steps spent warming up linearly before the cosine decay.
+        schedule: learning-rate shape over the run's steps after the warm-up (`cosine`: decay to 0).
+        warmup_fraction: share of the steps spent warming up linearly before `schedule`.
         adversarial_epsilon: adversarial training (Miyato et al., 2017, fast gradient method): every training
             batch is seen twice, the second time with each token's embedding moved this far (L2) along its
             loss gradient, and both losses are minimised. 0 turns it off. Needs an `EmbeddingClassifier`.
@@ -43,6 +44,7 @@ class SentimentClassifier(LightningModule):
         lr: float = 2e-3,
         weight_decay: float = 1e-4,
         label_smoothing: float = 0.0,
+        schedule: Schedule = "cosine",
         warmup_fraction: float = 0.1,
         adversarial_epsilon: float = 0.0,
         max_misclassified: int = 50,
@@ -164,4 +166,4 @@ class SentimentClassifier(LightningModule):
             parameter_groups(self.network, self.hparams.weight_decay), lr=self.hparams.lr
         )
         total = self.trainer.estimated_stepping_batches
-        return warmup_schedule(optimizer, total, self.hparams.warmup_fraction, decay="cosine")
+        return warmup_schedule(optimizer, total, self.hparams.warmup_fraction, self.hparams.schedule)

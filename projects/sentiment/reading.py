@@ -1,4 +1,5 @@
-"""Reading labelled text files and the predict file, with a one-line error for every bad input.
+"""Reading labelled text from local files or the Hugging Face Hub, and the predict file, with a one-line error
+for every bad input.
 
 CSV and TSV are read as pandas reads them (`"`-quoted fields may hold the delimiter, newlines and doubled
 quotes), so a frame saved with `to_csv(path, sep="\t")` loads back with the same texts.
@@ -67,6 +68,45 @@ def load_file(path: str, split: str, cache_dir: str):
             hint += ' (a field holding the delimiter, a newline or a leading " must be quoted, as pandas writes it)'
         reason = reason.removeprefix("Error tokenizing data. C error: ")
         raise UserInputError(f"cannot parse {split}_file {path} as {file.suffix}: {reason}; {hint}") from None
+
+
+def load_hub(name: str, config: str | None, splits: dict[str, str | None], download: bool, cache_dir: str):
+    """`{split: datasets.Dataset}` of a Hub dataset for the wanted `splits` (`{"train": "train", "val": ...}`).
+
+    Without `download` only the local Hub cache is read. A missing default "validation" split is left out (the
+    caller carves one from train); any other missing split is a mistake and a one-line error.
+    """
+    import datasets
+
+    datasets.config.HF_HUB_OFFLINE = not download
+    try:
+        loaded = datasets.load_dataset(name, config, cache_dir=cache_dir)
+    except Exception as error:
+        hint = "check the name and network" if download else "pass --data.download true (needs network)"
+        raise UserInputError(f"cannot load Hub dataset {name} ({type(error).__name__}); {hint}") from None
+    for split, wanted in splits.items():
+        if wanted and wanted not in loaded and (split == "train" or wanted != "validation"):
+            raise UserInputError(
+                f"Hub dataset {name} has no split '{wanted}' (it has {list(loaded)}); set --data.{split}_split"
+            )
+    return {split: loaded[wanted] for split, wanted in splits.items() if wanted and wanted in loaded}
+
+
+def check_split(split: str, dataset, text_column: str, label_column: str, label_names: list[str]) -> int:
+    """One-line errors for a missing column or a bad label (numbered as rows of the source); returns the count of
+    rows with empty text, which the split skips."""
+    for column in (text_column, label_column):
+        if column not in dataset.column_names:
+            raise UserInputError(
+                f"{split} data has no column '{column}' (columns: {', '.join(dataset.column_names)}); "
+                "set --data.text_column and --data.label_column"
+            )
+    texts, labels = dataset[text_column][:], dataset[label_column][:]  # [:]: a list, not a lazy Column
+    keep = rows_with_text(texts)
+    if not keep:
+        raise UserInputError(f"{split} data has no rows with text in column '{text_column}'")
+    label_ids([labels[index] for index in keep], label_names, f"{split} data", rows=keep)
+    return len(texts) - len(keep)
 
 
 def rows_with_text(texts: list[Any]) -> list[int]:
