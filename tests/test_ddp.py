@@ -175,8 +175,7 @@ def test_two_torchrun_nodes_on_localhost_match_one_process(tmp_path, forecaster_
 
 @pytest.mark.slow
 def test_dcgan_with_r1_counts_every_image_once(tmp_path):
-    # Two backward passes per batch, one through R1's double backward: DDP must sync both networks. With a time
-    # limit, the learning-rate decay also reads the clock, broadcast from rank 0 at every batch. The sample-quality
+    # Two backward passes per batch, one through R1's double backward: DDP must sync both networks. The sample-quality
     # metrics need a classifier; 63 held-out and reference images in batches of 16, and as many generated ones, each
     # from the latent one process gives it (`DCGAN.held_out_latents`), so the generated-sample metrics match too.
     from projects.image_classifier.train import main as classifier_main
@@ -189,7 +188,7 @@ def test_dcgan_with_r1_counts_every_image_once(tmp_path):
             "--data.batch_size=16", "--data.quality_samples=63", "--data.test_samples=63", "--data.eval_batch_size=16",
             f"--model.classifier_checkpoint={classifier}", "--checkpoint.monitor=val/classifier_fd",
             "--checkpoint.mode=min", "--model.discriminator_norm=none", "--model.r1_gamma=10", "--model.r1_every=2",
-            "--model.decay_after=0.5", "--trainer.max_time=00:00:05:00", "--trainer.log_every_n_steps=1",
+            "--model.decay_after=0.5", "--trainer.log_every_n_steps=1",
             "--trainer.max_epochs=1", "--trainer.limit_train_batches=4", *QUIET]  # fmt: skip
     fit_on_two_processes("dcgan", args, tmp_path)
     run = only_run("dcgan")

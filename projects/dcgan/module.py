@@ -1,21 +1,19 @@
 """The DCGAN LightningModule: adversarial training with two optimisers, sample-quality metrics, sample media."""
 
 import copy
-from functools import partial
 from pathlib import Path
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from lightning.pytorch import LightningModule
-from lightning.pytorch.callbacks import Timer
 from lightning.pytorch.strategies import DDPStrategy
 from lightning.pytorch.utilities import rank_zero_info
+from sklearn.cluster import KMeans
 from torchvision.utils import save_image
 
 from common import media
 from common.errors import UserInputError
-from common.optim import learning_rate_factor
 from common.pretrained import load_image_classifier, require_same_hparams
 from common.runs import run_directory
 from projects.dcgan.metrics import ClassifierSampleQuality, inception_metrics_or_none
@@ -50,30 +48,12 @@ def slerp(start: torch.Tensor, end: torch.Tensor, steps: int) -> torch.Tensor:
     return (torch.sin((1 - weights) * angle) * start + torch.sin(weights * angle) * end) / torch.sin(angle)
 
 
-def kmeans(
-    points: torch.Tensor, k: int, seed: int, iterations: int = 20, sample: int = 20_000
-) -> torch.Tensor:
-    """Centroids `(k, D)` of `points` `(N, D)`: k-means++ seeding, then Lloyd's iterations, on a seeded sample."""
+def kmeans(points: torch.Tensor, k: int, seed: int, sample: int = 20_000) -> torch.Tensor:
+    """Centroids `(k, D)` of `points` `(N, D)`: scikit-learn's k-means (k-means++ seeding) on a seeded sample."""
     noise = torch.Generator().manual_seed(seed)
     points = points[torch.randperm(len(points), generator=noise)[:sample]]
-    centroids = points[torch.randint(len(points), (1,), generator=noise)]
-    norms = points.square().sum(dim=1)
-
-    def squared_distances(point: torch.Tensor) -> torch.Tensor:  # from every point to `point` (1, D)
-        return (norms - 2 * points @ point[0] + point.square().sum()).clamp(min=0)
-
-    nearest = squared_distances(centroids)  # to the closest centroid so far
-    for _ in range(k - 1):
-        # (+ a tiny weight: a set with fewer distinct images than k would otherwise leave nothing to draw)
-        chosen = points[torch.multinomial(nearest + 1e-12, 1, generator=noise)]
-        centroids = torch.cat([centroids, chosen])
-        nearest = torch.minimum(nearest, squared_distances(chosen))
-    for _ in range(iterations):
-        nearest = torch.cdist(points, centroids).argmin(dim=1)
-        sums = torch.zeros_like(centroids).index_add_(0, nearest, points)
-        counts = torch.bincount(nearest, minlength=k).float()[:, None]
-        centroids = torch.where(counts > 0, sums / counts.clamp(min=1), centroids)
-    return centroids
+    fitted = KMeans(n_clusters=k, n_init=4, max_iter=20, random_state=seed).fit(points.double().numpy())
+    return torch.from_numpy(fitted.cluster_centers_).to(points.dtype)
 
 
 class DCGAN(LightningModule):
@@ -109,12 +89,11 @@ class DCGAN(LightningModule):
         generator_lr: Adam learning rate of the generator.
         discriminator_lr: Adam learning rate of the discriminator.
         betas: Adam betas for both optimisers (beta1 = 0.5 as in the paper).
-        decay_after: share of training after which both learning rates decay linearly to 0 at its end; None
-            keeps them constant. Training ends at the last batch (`max_epochs` of them) or, when `trainer.max_time`
-            runs out first, at the time limit: the schedule follows whichever share is further along, so a run
-            cut short by the clock still ends on a decayed rate.
+        decay_after: share of the planned training batches (`trainer.estimated_stepping_batches`) after which
+            both learning rates decay linearly, per batch, to 0 after the last one; None keeps them constant (the
+            paper's).
         ema_decay: keep an exponential moving average of the generator weights with this decay and sample
-            from it; None samples from the trained generator. The decay is min(ema_decay, (1 + n) / (10 + n))
+            from it; None (the paper's) samples from the trained generator. The decay is min(ema_decay, (1 + n) / (10 + n))
             after n batches, so 0.999 takes effect only after 8,990 batches.
         classifier_checkpoint: checkpoint of a classifier trained by `projects/image_classifier` on the same
             data; enables `val/classifier_fd` (the monitored metric), its real floor and class coverage.
@@ -147,7 +126,7 @@ class DCGAN(LightningModule):
         discriminator_lr: float = 2e-4,
         betas: tuple[float, float] = (0.5, 0.999),
         decay_after: float | None = None,
-        ema_decay: float | None = 0.999,
+        ema_decay: float | None = None,
         classifier_checkpoint: str | None = None,
         confidence_threshold: float = 0.9,
         inception_weights: str | None = None,
@@ -222,7 +201,6 @@ class DCGAN(LightningModule):
         self.quality_metrics: list = []
         self.quality_metrics_stage: str | None = None
         self.predicted_images: list[torch.Tensor] = []
-        self.time_limit_used = 0.0  # share of trainer.max_time, for the learning-rate decay
 
     @property
     def sampler(self) -> Generator:
@@ -318,10 +296,7 @@ class DCGAN(LightningModule):
         generator_optimizer.step()
         self.untoggle_optimizer(generator_optimizer)
         self.update_ema()
-        schedulers = self.lr_schedulers() or []
-        if schedulers:
-            self.time_limit_used = self.share_of_time_limit()
-        for scheduler in schedulers:
+        for scheduler in self.lr_schedulers() or []:
             scheduler.step()
 
         self.log_dict(
@@ -385,34 +360,13 @@ class DCGAN(LightningModule):
             raise UserInputError(
                 "model.decay_after needs a known number of training batches; set trainer.max_epochs"
             )
-        # The peak until `decay_after` of training, then linearly to 0 at its end: the last batch, or the time
-        # limit if the clock says that comes first (`time_limit_used` times the planned batches).
-        shape = partial(
-            learning_rate_factor,
-            total=total,
-            warmup=0,
-            decay="onecycle",
-            hold=self.hparams.decay_after * total,
-        )
+        hold = self.hparams.decay_after * total
 
-        self.time_limit_used = 0.0  # a new fit starts with the whole time limit ahead
-
-        def factor(batch: int) -> float:
-            return shape(max(batch, self.time_limit_used * total))
+        def factor(batch: int) -> float:  # the peak until `hold` batches, then linearly to 0 after the last
+            return max(0.0, min(1.0, (total - batch) / max(1.0, total - hold)))
 
         schedulers = [torch.optim.lr_scheduler.LambdaLR(opt, factor) for opt in (generator, discriminator)]
         return [generator, discriminator], schedulers
-
-    def share_of_time_limit(self) -> float:
-        """The share of `trainer.max_time` spent so far, the same on every process; 0 without a time limit."""
-        timer = next((callback for callback in self.trainer.callbacks if isinstance(callback, Timer)), None)
-        remaining = timer.time_remaining() if timer is not None else None
-        if remaining is None:
-            return 0.0
-        elapsed = timer.time_elapsed()
-        # The processes' clocks differ a little; their learning rates must not.
-        share = elapsed / (elapsed + remaining) if elapsed + remaining > 0 else 1.0  # max_time 0: all spent
-        return self.trainer.strategy.broadcast(min(1.0, share))
 
     # ---- sample quality (validation and test) ----
 
