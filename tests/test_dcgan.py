@@ -14,10 +14,14 @@ from torch import nn
 
 from common.errors import UserInputError
 from common.pretrained import load_image_classifier
+from projects.dcgan.clusters import cluster_codes, kmeans
 from projects.dcgan.data import GanImageDataModule
+from projects.dcgan.ema import GeneratorEMA
+from projects.dcgan.losses import discriminator_loss, generator_loss, r1_penalty
 from projects.dcgan.metrics import ClassifierSampleQuality, InceptionSampleQuality, inception_metrics_or_none
 from projects.dcgan.model import Discriminator, Generator, MinibatchStd
-from projects.dcgan.module import DCGAN, discriminator_loss, generator_loss, kmeans, r1_penalty, slerp
+from projects.dcgan.module import DCGAN
+from projects.dcgan.outputs import slerp
 from projects.dcgan.train import main
 
 TINY = ["--model.generator_width", "8", "--model.discriminator_width", "8", "--model.grid_rows", "1"]
@@ -111,7 +115,7 @@ def test_unreadable_data_files_are_one_line_errors(tmp_path):
     assert str(exit_info.value.code).startswith(
         f"error: cannot read image {tmp_path / 'faces' / 'smiling' / 'broken.png'}"
     )
-    # MNIST files that exist but are empty (a failed copy), as torchvision would read them.
+    # MNIST files that exist but are empty (a failed copy): the shared loader names the first one it reads.
     (tmp_path / "mnist").mkdir()
     for name in (
         "train-images-idx3-ubyte",
@@ -121,9 +125,7 @@ def test_unreadable_data_files_are_one_line_errors(tmp_path):
     ):
         (tmp_path / "mnist" / name).write_bytes(b"")
     data = GanImageDataModule("mnist", data_dir=str(tmp_path / "mnist"), cache_dir=str(tmp_path / "cache"))
-    with pytest.raises(
-        UserInputError, match=r"the MNIST files in .*cache/MNIST/raw are not complete IDX files"
-    ):
+    with pytest.raises(UserInputError, match=r"mnist/train-images-idx3-ubyte is not a complete MNIST IDX file"):
         data.setup("fit")
 
 
@@ -253,6 +255,20 @@ def test_manual_optimization_steps_update_both_networks(loss, norm, r1_gamma, mi
     assert trainer.fit_loop.epoch_loop.batch_progress.current.completed == 3  # two optimiser steps per batch
 
 
+def test_generator_ema_warms_up_then_averages_with_its_decay():
+    """The first update copies; after n updates the rate is 1 - min(decay, (1 + n) / (10 + n)), by hand."""
+    weight = torch.nn.Linear(1, 1, bias=False)
+    ema = GeneratorEMA(weight, decay=0.5)
+    expected = None
+    for value, n in zip([2.0, 4.0, 8.0, 16.0], range(4), strict=True):
+        weight.weight.data.fill_(value)
+        ema.update_parameters(weight)
+        rate = 1 - min(0.5, (1 + n) / (10 + n))  # n = 0, 1: warm-up 1/10, 2/11; then 0.5
+        expected = value if expected is None else expected + rate * (value - expected)
+        assert ema.module.weight.item() == pytest.approx(expected)
+    assert not any(p.requires_grad for p in ema.parameters())  # no optimiser ever writes the average
+
+
 def test_test_samples_come_from_other_latents_than_the_validation_samples():
     """The best checkpoint is chosen on the validation samples; testing the same ones would flatter it."""
     module = DCGAN(image_size=28, latent_dim=8, generator_width=8, discriminator_width=8, grid_rows=1)
@@ -292,7 +308,7 @@ def test_clusters_condition_both_networks_and_sampling_follows_their_sizes(tmp_p
     assert module.cluster_shares.min() > 0.05  # the digits are not all one cluster
     # A real image's code is its nearest centroid.
     images = data.splits["train"][0][:10].float() / 255 * 2 - 1
-    assert module.cluster_codes(images).argmax(dim=1).tolist() == nearest[:10].tolist()
+    assert cluster_codes(images, module.centroids).argmax(dim=1).tolist() == nearest[:10].tolist()
     # Sampled latents carry one-hot codes, drawn as often as each cluster holds training images.
     latents = module.seeded_latents(20_000, 7)
     assert latents.shape == (20_000, 8 + 4)
