@@ -6,31 +6,22 @@ Validation yields two real sets for the sample-quality metrics: held-out images 
 fixed subset of training images as the reference (dataloader 1).
 """
 
-import gzip
-import shutil
 from pathlib import Path
 from typing import Literal
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from lightning.pytorch import LightningDataModule
-from PIL import UnidentifiedImageError
+from PIL import Image
 from torch.utils.data import DataLoader
 
 from common.data import tensor_loader
 from common.distributed import evaluation_loader
 from common.errors import UserInputError, require_at_least
-from common.files import atomic_path
+from common.images import cached, load_cifar10, load_digits, load_image_folder, load_mnist, require_folder
 from projects.dcgan.model import architecture
 
 Split = tuple[torch.Tensor, torch.Tensor]  # images (N, C, S, S) uint8, labels (N,) int64
-MNIST_FILES = (
-    "train-images-idx3-ubyte",
-    "train-labels-idx1-ubyte",
-    "t10k-images-idx3-ubyte",
-    "t10k-labels-idx1-ubyte",
-)
 
 
 def resize_uint8(images: torch.Tensor, size: int, chunk: int = 4096) -> torch.Tensor:
@@ -54,15 +45,6 @@ def match_channels(images: torch.Tensor, channels: int) -> torch.Tensor:
     return (images.float() * weights).sum(dim=1, keepdim=True).round_().to(torch.uint8)
 
 
-def read_image(loader, path: str, mode: str, size: int) -> np.ndarray:
-    """One image file through `loader` (ImageFolder's) as uint8 `(size, size[, C])`; a one-line error
-    naming a file that is not an image, where PIL would raise from deep inside the list comprehension."""
-    try:
-        return np.asarray(loader(path).convert(mode).resize((size, size)))
-    except (UnidentifiedImageError, OSError) as error:
-        raise UserInputError(f"cannot read image {path} ({error}); delete or replace the file") from None
-
-
 class GanImageDataModule(LightningDataModule):
     """Image sets for training and evaluating a GAN.
 
@@ -73,7 +55,7 @@ class GanImageDataModule(LightningDataModule):
         download: download MNIST or CIFAR-10 into `cache_dir` when the files are missing (needs network).
         image_size: square size the images are resized to: 28, 32 or 64 (the DCGAN architectures).
         channels: image channels; default: 1 for digits and MNIST, 3 otherwise.
-        cache_dir: where unpacked MNIST files and downloads go.
+        cache_dir: where downloads and the decoded-image cache go.
         batch_size: training batch size.
         eval_batch_size: batch size of the validation sets.
         quality_samples: images in each validation set (held-out and training reference); the generated
@@ -162,89 +144,41 @@ class GanImageDataModule(LightningDataModule):
         return (images[order[cut:]], labels[order[cut:]]), (images[order[:cut]], labels[order[:cut]])
 
     def _digits(self) -> tuple[Split, Split]:
-        from sklearn.datasets import load_digits
-
-        digits = load_digits()  # 1797 images, 8x8, values 0..16
-        images = torch.from_numpy(digits.images * (255 / 16)).round().to(torch.uint8)[:, None]
-        return self._hold_out(images, torch.from_numpy(digits.target).long())
+        return self._hold_out(*load_digits())  # 1797 images, 8x8
 
     def _mnist(self) -> tuple[Split, Split]:
-        from torchvision.datasets import MNIST
-
         cache = Path(self.hparams.cache_dir)
-        raw = cache / "MNIST" / "raw"
-        if self.root is not None:
-            self._unpack_mnist(raw)
-        try:
-            train = MNIST(str(cache), train=True, download=self.hparams.download)
-            test = MNIST(str(cache), train=False, download=self.hparams.download)
-        except RuntimeError:
-            raise UserInputError(
-                f"MNIST files not found under {self.root or raw}; point --data.data_dir at the four IDX files "
-                "or pass --data.download true when online"
-            ) from None
-        except (ValueError, IndexError, EOFError, OSError) as error:  # empty or truncated IDX files
-            raise UserInputError(
-                f"the MNIST files in {raw} are not complete IDX files ({error}); delete {raw} and point "
-                "--data.data_dir at good copies (or pass --data.download true)"
-            ) from None
-        return (train.data[:, None], train.targets), (test.data[:, None], test.targets)
+        if self.root is None and self.hparams.download:
+            from torchvision.datasets import MNIST
 
-    def _unpack_mnist(self, raw: Path) -> None:
-        """Copy the four IDX files from `data_dir` (gunzipping .gz ones) to where torchvision looks."""
-        raw.mkdir(parents=True, exist_ok=True)
-        for name in MNIST_FILES:
-            if (raw / name).exists():
-                continue
-            if (self.root / name).exists():
-                shutil.copyfile(self.root / name, raw / name)
-            elif (self.root / f"{name}.gz").exists():
-                with (
-                    gzip.open(self.root / f"{name}.gz", "rb") as source,
-                    atomic_path(raw / name) as partial,
-                    open(partial, "wb") as target,
-                ):
-                    shutil.copyfileobj(source, target)
+            for train in (True, False):  # the IDX files land in <cache_dir>/MNIST/raw
+                MNIST(str(cache), train=train, download=True)
+        root = self.root or cache / "MNIST" / "raw"
+        splits = cached(cache, "mnist", root, (), lambda: load_mnist(root))
+        return splits["train"], splits["test"]
 
     def _cifar10(self) -> tuple[Split, Split]:
-        from torchvision.datasets import CIFAR10
-
-        root = str(self.root or Path(self.hparams.cache_dir))
-        try:
-            train = CIFAR10(root, train=True, download=self.hparams.download)
-            test = CIFAR10(root, train=False, download=self.hparams.download)
-        except RuntimeError:
-            raise UserInputError(
-                f"CIFAR-10 not found under {root}; pass --data.download true when online, or use "
-                "--data.dataset folder with --data.data_dir pointing at a train/<class>/ image tree"
-            ) from None
-        to_tensor = lambda data: torch.from_numpy(data.data).permute(0, 3, 1, 2).contiguous()  # noqa: E731
-        return (to_tensor(train), torch.tensor(train.targets)), (to_tensor(test), torch.tensor(test.targets))
+        splits = load_cifar10(self.root or Path(self.hparams.cache_dir), self.hparams.download)
+        return splits["train"], splits["test"]
 
     def _folder(self) -> tuple[Split, Split]:
-        from torchvision.datasets import ImageFolder
+        require_folder(self.root, fix="expected <data_dir>/<class>/<image>")
+        test_root = self.root / "test"
 
-        if not self.root.is_dir():
-            raise UserInputError(f"data_dir {self.root} is not a folder; expected <data_dir>/<class>/<image>")
-        train_root = self.root / "train" if (self.root / "train").is_dir() else self.root
+        def decode() -> dict[str, Split]:
+            roots = {"train": self.root / "train" if (self.root / "train").is_dir() else self.root}
+            if test_root.is_dir():
+                roots["test"] = test_root
+            # PIL's default bicubic resize, as this project decoded folders before the shared loader.
+            resample = Image.Resampling.BICUBIC
+            return {
+                name: load_image_folder(root, self.image_channels, self.image_size, resample)[:2]
+                for name, root in roots.items()
+            }
 
-        def read(root: Path) -> Split:
-            try:
-                folder = ImageFolder(str(root))
-            except (FileNotFoundError, RuntimeError) as error:
-                raise UserInputError(f"cannot read image folder {root}: {error}") from None
-            mode = "L" if self.image_channels == 1 else "RGB"
-            size = self.image_size
-            images = [read_image(folder.loader, path, mode, size) for path, _ in folder.samples]
-            images = (
-                torch.from_numpy(np.stack(images)).reshape(len(images), size, size, -1).permute(0, 3, 1, 2)
-            )
-            return images.contiguous(), torch.tensor(folder.targets)
-
-        train = read(train_root)
-        if (self.root / "test").is_dir():
-            return train, read(self.root / "test")
-        return self._hold_out(*train)
+        settings = (self.image_channels, self.image_size)
+        splits = cached(Path(self.hparams.cache_dir), "folder", self.root, settings, decode)
+        return (splits["train"], splits["test"]) if "test" in splits else self._hold_out(*splits["train"])
 
     # ---- loaders and the on-device transform ----
 

@@ -4,26 +4,29 @@ Sources: scikit-learn's bundled 8x8 digits (offline default), CIFAR-10 (torchvis
 files) and any ImageFolder tree `train/<class>/*`, optional `test/<class>/*`.
 """
 
-import gzip
-import hashlib
 from pathlib import Path
 from typing import Literal
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from lightning.pytorch import LightningDataModule
-from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset
 
 from common.data import tensor_loader
 from common.distributed import evaluation_loader
 from common.errors import UserInputError, require_at_least
-from common.files import atomic_path, load_tensors
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
-CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-DIGIT_CLASSES = [str(digit) for digit in range(10)]
+from common.images import (
+    CIFAR10_CLASSES,
+    DIGIT_CLASSES,
+    cached,
+    list_image_folder,
+    list_images,
+    load_cifar10,
+    load_digits,
+    load_image,
+    load_image_folder,
+    load_mnist,
+)
 
 Split = tuple[torch.Tensor, torch.Tensor]  # images (N, C, H, W) uint8, labels (N,) int64
 
@@ -48,55 +51,11 @@ def random_flip(images: torch.Tensor) -> torch.Tensor:
     return torch.where(flip[:, None, None, None], images.flip(-1), images)
 
 
-def load_image(path: Path, channels: int, size: int | None) -> torch.Tensor:
-    """Decode one image file to uint8 `(C, H, W)`, resized to `size` x `size` when given."""
-    try:
-        with Image.open(path) as image:
-            image = image.convert("L" if channels == 1 else "RGB")
-            if size is not None and image.size != (size, size):
-                image = image.resize((size, size), Image.Resampling.BILINEAR)
-            array = np.asarray(image, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError) as error:
-        raise UserInputError(f"cannot read image {path} ({error}); delete or replace the file") from None
-    return torch.from_numpy(array.reshape(array.shape[0], array.shape[1], channels).copy()).permute(2, 0, 1)
-
-
-def list_image_folder(root: Path) -> tuple[list[Path], list[int], list[str]]:
-    """Files and labels of a `<root>/<class>/<image>` tree, classes sorted by name."""
-    classes = sorted(path.name for path in root.iterdir() if path.is_dir())
-    files, labels = [], []
-    for label, name in enumerate(classes):
-        class_files = sorted(p for p in (root / name).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-        files += class_files
-        labels += [label] * len(class_files)
-    if not files:
-        raise UserInputError(f"no images found under {root}; expected {root}/<class>/<image>.png|.jpg")
-    return files, labels, classes
-
-
-def read_idx(path: Path) -> np.ndarray:
-    """Read an MNIST IDX file (optionally gzipped) into an array; a one-line error for an empty, truncated
-    or foreign file (otherwise an IndexError or a reshape error from deep inside)."""
-    try:
-        with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as file:
-            data = file.read()
-    except (OSError, EOFError) as error:  # gzip.BadGzipFile is an OSError
-        raise UserInputError(f"cannot read MNIST file {path} ({error}); download it again") from None
-    # Header: two zero bytes, type 0x08 (uint8), the number of dimensions, then each size as 4 bytes.
-    dims = data[3] if len(data) >= 4 and data[:3] == b"\0\0\x08" else 0
-    shape = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims)]
-    if not dims or len(data) != 4 + 4 * dims + int(np.prod(shape)):
-        raise UserInputError(
-            f"{path} is not a complete MNIST IDX file ({len(data)} bytes); download it again"
-        )
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * dims).reshape(shape)
-
-
 class PredictFolder(Dataset):
     """Every image file below a folder, decoded like the training images; yields `(image, path)`."""
 
     def __init__(self, root: Path, channels: int, size: int) -> None:
-        self.files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        self.files = list_images(root) if root.is_dir() else []
         if not self.files:
             raise UserInputError(
                 f"no images found under predict_dir {root}; point it at a folder of .png/.jpg files"
@@ -211,38 +170,17 @@ class ImageDataModule(LightningDataModule):
 
     def _load_cached(self) -> dict[str, Split]:
         """Decoded splits from the cache, decoding the source only when it changed or was never cached."""
-        path = Path(self.hparams.cache_dir) / f"{self.hparams.dataset}-{self._source_fingerprint()}.pt"
-        if path.exists():
-            return load_tensors(path, "cache", f"delete it to decode {self.hparams.dataset} again")
-        data = self._decode()
-        with atomic_path(path) as partial:  # DDP ranks may decode and write it at the same time
-            torch.save(data, partial)
-        return data
-
-    def _source_fingerprint(self) -> str:
-        """Changes when the source files or decoding settings change (file names, sizes and mtimes)."""
-        parts = [str(self.image_size)]
-        if self.root is not None:
-            if not self.root.exists():
-                raise UserInputError(f"data_dir {self.root} does not exist; check --data.data_dir")
-            for path in sorted(self.root.rglob("*")):
-                if path.is_file():
-                    stat = path.stat()
-                    parts.append(f"{path.relative_to(self.root)}:{stat.st_size}:{stat.st_mtime_ns}")
-        return hashlib.sha1("\n".join(parts).encode()).hexdigest()[:16]
+        settings = (self.image_size,)
+        return cached(Path(self.hparams.cache_dir), self.hparams.dataset, self.root, settings, self._decode)
 
     def _decode(self) -> dict[str, Split]:
-        return {"digits": self._decode_digits, "cifar10": self._decode_cifar10, "mnist": self._decode_mnist,
-                "folder": self._decode_folder}[self.hparams.dataset]()  # fmt: skip
-
-    def _decode_digits(self) -> dict[str, Split]:
-        from sklearn.datasets import load_digits
-
-        digits = load_digits()
-        images = (
-            torch.from_numpy(digits.images * (255 / 16)).round().to(torch.uint8)[:, None]
-        )  # (1797, 1, 8, 8)
-        labels = torch.from_numpy(digits.target).long()
+        if self.hparams.dataset == "cifar10":
+            return load_cifar10(self.root, self.hparams.download)
+        if self.hparams.dataset == "mnist":
+            return load_mnist(self.root)
+        if self.hparams.dataset == "folder":
+            return self._decode_folder()
+        images, labels = load_digits()  # (1797, 1, 8, 8)
         # A fixed 20% test split; the validation split is carved from the rest in `setup`.
         order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))
         cut = len(order) // 5
@@ -250,34 +188,6 @@ class ImageDataModule(LightningDataModule):
             "test": (images[order[:cut]], labels[order[:cut]]),
             "train": (images[order[cut:]], labels[order[cut:]]),
         }
-
-    def _decode_cifar10(self) -> dict[str, Split]:
-        from torchvision.datasets import CIFAR10
-
-        def split(train: bool) -> Split:
-            try:
-                data = CIFAR10(str(self.root), train=train, download=self.hparams.download)
-            except RuntimeError:
-                raise UserInputError(
-                    f"CIFAR-10 not found under {self.root}; pass --data.download true when online, or use "
-                    "--data.dataset folder with --data.data_dir pointing at a train/<class>/ image tree"
-                ) from None
-            return torch.from_numpy(data.data).permute(0, 3, 1, 2).contiguous(), torch.tensor(data.targets)
-
-        return {"train": split(True), "test": split(False)}
-
-    def _decode_mnist(self) -> dict[str, Split]:
-        def split(prefix: str) -> Split:
-            found = {kind: sorted(self.root.rglob(f"{prefix}-{kind}-idx*")) for kind in ("images", "labels")}
-            if not found["images"] or not found["labels"]:
-                raise UserInputError(
-                    f"MNIST file {prefix}-images-idx3-ubyte[.gz] or its labels not found under {self.root}; "
-                    "point --data.data_dir at the folder holding the four IDX files"
-                )
-            images = torch.from_numpy(read_idx(found["images"][0]).copy())[:, None]  # (N, 1, 28, 28)
-            return images, torch.from_numpy(read_idx(found["labels"][0]).astype(np.int64))
-
-        return {"train": split("train"), "test": split("t10k")}
 
     def _folder_split(self, name: str) -> Path:
         """`<root>/<name>` when it exists; a root without `train/` is itself the training tree."""
@@ -294,12 +204,12 @@ class ImageDataModule(LightningDataModule):
             root = self._folder_split(name)
             if root is None:
                 continue
-            files, labels, classes = list_image_folder(root)
+            # `loader` looked up here, so a test can replace this module's `load_image` to catch decoding.
+            images, labels, classes = load_image_folder(root, 3, size, loader=load_image)
             if name == "test" and classes != self.class_names:
                 raise UserInputError(f"class folders of {root} differ from the training ones: {classes}")
-            size = size or load_image(files[0], 3, None).shape[-1]
-            images = torch.stack([load_image(path, 3, size) for path in files])
-            splits[name] = (images, torch.tensor(labels))
+            size = images.shape[-1]
+            splits[name] = (images, labels)
         return splits
 
     # ---- loaders and the on-device transform ----
