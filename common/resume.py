@@ -42,8 +42,8 @@ class _SkipFirst:
         self.loader, self.sampler = loader, sampler
 
     def __iter__(self) -> Iterator[Any]:
-        skip, self.loader.skip_batches = self.loader.skip_batches, 0
-        return itertools.islice(iter(self.sampler), skip, None)
+        # Read, not consumed: a worker-backed iterator asks for the index iterator twice as it starts.
+        return itertools.islice(iter(self.sampler), self.loader.skipping, None)
 
     def __len__(self) -> int:
         return len(self.sampler)
@@ -54,16 +54,23 @@ class ResumableLoader(DataLoader):
 
     Lightning reads its `state_dict()` into each checkpoint and calls `load_state_dict()` when it resumes one taken
     mid-epoch. Lightning fetches a sized loader's batches one at a time, so the batches it has handed out are the
-    batches trained on.
+    batches trained on. A dataset with a `set_epoch(epoch)` method gets the epoch before each epoch starts, so its
+    augmentation can draw from (seed, epoch, index) alone; its workers must not be persistent, or they would keep
+    the first epoch's copy.
     """
 
     def __init__(self, dataset: Any, *args: Any, shuffle: bool | None = None, **kwargs: Any) -> None:
+        if hasattr(dataset, "set_epoch") and kwargs.get("persistent_workers"):
+            raise ValueError(
+                "a dataset with set_epoch needs persistent_workers=False, or its workers miss the epoch"
+            )
         if shuffle and kwargs.get("sampler") is None and kwargs.get("batch_sampler") is None:
             kwargs["sampler"], shuffle = SeededShuffle(dataset), None
         # Worker seeds come from the loader's own generator, so that no epoch start draws from the global one.
         kwargs.setdefault("generator", torch.Generator())
         super().__init__(dataset, *args, shuffle=shuffle, **kwargs)
-        self.skip_batches = 0
+        self.skip_batches = 0  # set by `load_state_dict`, used by the next pass
+        self.skipping = 0
         self.batches_done = 0
 
     @property
@@ -74,9 +81,15 @@ class ResumableLoader(DataLoader):
         sampler = (
             self.sampler
         )  # `SeededShuffle`, or Lightning's `DistributedSampler` under DDP: both have these
-        self.generator.manual_seed(getattr(sampler, "seed", 0) + getattr(sampler, "epoch", 0))
-        self.batches_done = self.skip_batches
-        for batch in super().__iter__():
+        epoch = getattr(sampler, "epoch", 0)
+        self.generator.manual_seed(getattr(sampler, "seed", 0) + epoch)
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(epoch)
+        self.skipping, self.skip_batches = self.skip_batches, 0
+        self.batches_done = self.skipping
+        batches = super().__iter__()  # the index iterator starts here, skipping what the resumed epoch trained on
+        self.skipping = 0
+        for batch in batches:
             self.batches_done += 1
             yield batch
 

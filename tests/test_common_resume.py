@@ -15,6 +15,7 @@ from lightning.pytorch import LightningModule, Trainer
 from wandb_records import config_and_summary
 
 from common.checkpointing import BestAndLastCheckpoint
+from common.resume import ResumableLoader
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN = str(REPO / "projects" / "image_classifier" / "train.py")
@@ -56,6 +57,18 @@ def final_weights(folder: Path) -> dict[str, torch.Tensor]:
     checkpoint = torch.load(last, weights_only=True)
     assert checkpoint["global_step"] == 2 * STEPS_PER_EPOCH
     return checkpoint["state_dict"]
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_a_resumed_loader_starts_at_the_next_batch_in_the_same_order(num_workers):
+    torch.manual_seed(5)
+    loader = ResumableLoader(torch.arange(12), batch_size=2, shuffle=True, num_workers=num_workers)
+    loader.sampler.set_epoch(1)
+    epoch = [batch.tolist() for batch in loader]
+    loader.load_state_dict({"batches_done": 2})  # the checkpoint of a run killed after two batches
+    assert [batch.tolist() for batch in loader] == epoch[2:]
+    assert loader.state_dict() == {"batches_done": 6}
+    assert [batch.tolist() for batch in loader] == epoch  # the next pass is whole again
 
 
 @pytest.fixture(scope="module")

@@ -228,6 +228,8 @@ class ClipDataset(Dataset):
         crop_size: side of the square crop (random when training, centred otherwise).
         train: random clip, random crop and optional flip.
         horizontal_flip: flip half the training clips (never for the procedural set: flips swap classes).
+        seed: with the epoch (`set_epoch`) and the index, seeds each training item's clip, crop and flip, so an
+            item is the same whichever process or worker loads it, and a resumed run draws what it would have.
     """
 
     def __init__(
@@ -241,16 +243,22 @@ class ClipDataset(Dataset):
         crop_size: int,
         train: bool,
         horizontal_flip: bool = False,
+        seed: int | None = None,
     ) -> None:
         self.load_frames, self.labels, self.names = load_frames, list(labels), list(names)
         self.clip_len, self.frame_stride, self.clips_per_video = clip_len, frame_stride, clips_per_video
         self.crop_size, self.train, self.horizontal_flip = crop_size, train, horizontal_flip
-        self.rng = random.Random(torch.initial_seed())  # reseeded per worker by `seed_worker`
+        self.seed = torch.initial_seed() if seed is None else seed  # the run's seed, set by seed_everything
+        self.epoch = 0
         self.mean = torch.tensor(MEAN).view(3, 1, 1, 1)
         self.std = torch.tensor(STD).view(3, 1, 1, 1)
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Called by `ResumableLoader` before each epoch: training items draw anew every epoch."""
+        self.epoch = epoch
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         try:
@@ -258,14 +266,15 @@ class ClipDataset(Dataset):
         except VideoDecodeError as error:
             warnings.warn(f"skipping unreadable video {error}", stacklevel=2)
             return {"skipped": self.names[index]}
+        rng = random.Random(f"{self.seed}/{self.epoch}/{index}")
         if self.train:
-            starts = train_clip_starts(len(frames), self.clip_len, self.frame_stride, self.rng)
+            starts = train_clip_starts(len(frames), self.clip_len, self.frame_stride, rng)
         else:
             starts = eval_clip_starts(len(frames), self.clip_len, self.frame_stride, self.clips_per_video)
-        clips = torch.stack([self.transform(frames, start) for start in starts])
+        clips = torch.stack([self.transform(frames, start, rng) for start in starts])
         return {"clips": clips, "label": self.labels[index], "video": self.names[index]}
 
-    def transform(self, frames: np.ndarray, start: int) -> torch.Tensor:
+    def transform(self, frames: np.ndarray, start: int, rng: random.Random) -> torch.Tensor:
         """One clip as normalised floats `(3, T, crop, crop)`."""
         clip = torch.from_numpy(
             np.asarray(frames[clip_frame_indices(start, len(frames), self.clip_len, self.frame_stride)])
@@ -273,11 +282,11 @@ class ClipDataset(Dataset):
         height, width = clip.shape[1:3]
         crop = min(self.crop_size, height, width)
         if self.train:
-            top, left = self.rng.randint(0, height - crop), self.rng.randint(0, width - crop)
+            top, left = rng.randint(0, height - crop), rng.randint(0, width - crop)
         else:
             top, left = (height - crop) // 2, (width - crop) // 2
         clip = clip[:, top : top + crop, left : left + crop].permute(3, 0, 1, 2).float() / 255  # (3, T, H, W)
-        if self.train and self.horizontal_flip and self.rng.random() < 0.5:
+        if self.train and self.horizontal_flip and rng.random() < 0.5:
             clip = clip.flip(-1)
         return (clip - self.mean) / self.std
 
@@ -293,11 +302,6 @@ def collate_videos(items: list[dict[str, Any]]) -> dict[str, Any]:
         "videos": [item["video"] for item in videos],
         "skipped": [item["skipped"] for item in items if "skipped" in item],
     }
-
-
-def seed_worker(worker_id: int) -> None:
-    """Give each DataLoader worker its own clip/crop randomness, derived from torch's per-worker seed."""
-    torch.utils.data.get_worker_info().dataset.rng.seed(torch.initial_seed())
 
 
 def require_a_readable_video(dataset: ClipDataset, folder: Path, stage: str) -> None:
@@ -486,8 +490,8 @@ class VideoDataModule(LightningDataModule):
             shuffle=stage == "train",
             drop_last=stage == "train" and len(self.datasets[stage]) > self.hparams.batch_size,
             num_workers=workers,
-            persistent_workers=workers > 0,
-            worker_init_fn=seed_worker if workers > 0 else None,
+            # Not persistent: each epoch's workers get the dataset with its new epoch (`ClipDataset.set_epoch`).
+            persistent_workers=False,
             collate_fn=collate_videos,
             pin_memory=torch.cuda.is_available(),
         )
