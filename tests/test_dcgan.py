@@ -17,6 +17,8 @@ from common.pretrained import load_image_classifier
 from projects.dcgan.clusters import cluster_codes, kmeans
 from projects.dcgan.data import GanImageDataModule
 from projects.dcgan.ema import GeneratorEMA
+from projects.dcgan.judge import accuracy as judge_accuracy
+from projects.dcgan.judge import cached_judge
 from projects.dcgan.losses import discriminator_loss, generator_loss, r1_penalty
 from projects.dcgan.metrics import ClassifierSampleQuality, InceptionSampleQuality, inception_metrics_or_none
 from projects.dcgan.model import Discriminator, Generator, MinibatchStd
@@ -24,7 +26,9 @@ from projects.dcgan.module import DCGAN
 from projects.dcgan.outputs import slerp
 from projects.dcgan.train import main
 
-TINY = ["--model.generator_width", "8", "--model.discriminator_width", "8", "--model.grid_rows", "1"]
+# A judge of a few steps: the metrics' plumbing without the 300 steps of the default.
+TINY = ["--model.generator_width", "8", "--model.discriminator_width", "8", "--model.grid_rows", "1",
+        "--model.judge_steps", "20"]  # fmt: skip
 TINY_DATA = [
     "--data.image_size",
     "28",
@@ -125,7 +129,9 @@ def test_unreadable_data_files_are_one_line_errors(tmp_path):
     ):
         (tmp_path / "mnist" / name).write_bytes(b"")
     data = GanImageDataModule("mnist", data_dir=str(tmp_path / "mnist"), cache_dir=str(tmp_path / "cache"))
-    with pytest.raises(UserInputError, match=r"mnist/train-images-idx3-ubyte is not a complete MNIST IDX file"):
+    with pytest.raises(
+        UserInputError, match=r"mnist/train-images-idx3-ubyte is not a complete MNIST IDX file"
+    ):
         data.setup("fit")
 
 
@@ -550,9 +556,39 @@ def test_classifier_checkpoint_errors_are_one_line(tmp_path):
 
 def test_monitoring_the_classifier_metric_without_a_classifier_is_a_clear_error():
     with pytest.raises(
-        SystemExit, match="error: checkpoint.monitor is val/classifier_fd but model.classifier_checkpoint"
+        SystemExit, match="error: checkpoint.monitor is val/classifier_fd but there is no classifier"
     ):
-        fit()
+        fit("--model.judge_steps", "0")
+
+
+def test_the_judge_learns_the_digits_and_leaves_the_run_random_state_alone(tmp_path):
+    data = GanImageDataModule("digits", image_size=28, cache_dir=str(tmp_path))
+    data.setup("fit")
+    (images, labels), (heldout, heldout_labels) = data.splits["train"], data.splits["heldout"]
+    torch.manual_seed(3)
+    before = torch.get_rng_state()
+    judge = cached_judge(images, labels, data.class_names, 300, tmp_path)
+    assert torch.equal(torch.get_rng_state(), before)  # a resumed run draws what it would have
+    assert judge.class_names == [str(digit) for digit in range(10)] and judge.input_size == 28
+    assert judge_accuracy(judge, heldout, heldout_labels) >= 0.95  # chance is 0.1
+    [cached] = tmp_path.glob("judge-*.pt")
+    again = cached_judge(images, labels, data.class_names, 300, tmp_path)  # loaded, not trained again
+    assert torch.equal(torch.get_rng_state(), before)
+    assert cached.stat().st_mtime_ns == next(tmp_path.glob("judge-*.pt")).stat().st_mtime_ns
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(judge.state_dict().values(), again.state_dict().values(), strict=True)
+    )
+
+
+def test_a_fit_without_a_classifier_checkpoint_is_judged_and_keeps_its_best_checkpoint(tmp_path):
+    fit("--trainer.max_epochs", "2")
+    metrics = pd.read_csv(next((tmp_path / "runs" / "dcgan").glob("*/metrics.csv")))
+    quality = metrics.dropna(subset=["val/classifier_fd"])
+    assert (
+        len(quality) == 2 and (quality["val/classifier_fd"] > quality["val/classifier_fd_real_floor"]).all()
+    )
+    assert list((tmp_path / "runs" / "dcgan").glob("*/checkpoints/best.ckpt"))
 
 
 def test_fit_writes_sample_grids_and_predict_writes_pngs(tmp_path):

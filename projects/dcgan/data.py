@@ -18,7 +18,16 @@ from torch.utils.data import DataLoader
 from common.data import tensor_loader
 from common.distributed import evaluation_loader
 from common.errors import UserInputError, require_at_least
-from common.images import cached, load_cifar10, load_digits, load_image_folder, load_mnist, require_folder
+from common.images import (
+    CIFAR10_CLASSES,
+    DIGIT_CLASSES,
+    cached,
+    load_cifar10,
+    load_digits,
+    load_image_folder,
+    load_mnist,
+    require_folder,
+)
 from projects.dcgan.model import architecture
 
 Split = tuple[torch.Tensor, torch.Tensor]  # images (N, C, S, S) uint8, labels (N,) int64
@@ -96,6 +105,7 @@ class GanImageDataModule(LightningDataModule):
             raise UserInputError("dataset 'folder' needs --data.data_dir pointing at an ImageFolder tree")
         self.root = Path(data_dir).expanduser() if data_dir else None
         self.splits: dict[str, Split] = {}
+        self.class_names: list[str] = []  # the labels' names, for the judge classifier (`judge.py`)
 
     @property
     def image_size(self) -> int:
@@ -144,9 +154,11 @@ class GanImageDataModule(LightningDataModule):
         return (images[order[cut:]], labels[order[cut:]]), (images[order[:cut]], labels[order[:cut]])
 
     def _digits(self) -> tuple[Split, Split]:
+        self.class_names = DIGIT_CLASSES
         return self._hold_out(*load_digits())  # 1797 images, 8x8
 
     def _mnist(self) -> tuple[Split, Split]:
+        self.class_names = DIGIT_CLASSES
         cache = Path(self.hparams.cache_dir)
         if self.root is None and self.hparams.download:
             from torchvision.datasets import MNIST
@@ -158,15 +170,20 @@ class GanImageDataModule(LightningDataModule):
         return splits["train"], splits["test"]
 
     def _cifar10(self) -> tuple[Split, Split]:
+        self.class_names = CIFAR10_CLASSES
         splits = load_cifar10(self.root or Path(self.hparams.cache_dir), self.hparams.download)
         return splits["train"], splits["test"]
 
     def _folder(self) -> tuple[Split, Split]:
         require_folder(self.root, fix="expected <data_dir>/<class>/<image>")
         test_root = self.root / "test"
+        train_root = self.root / "train" if (self.root / "train").is_dir() else self.root
+        self.class_names = sorted(
+            path.name for path in train_root.iterdir() if path.is_dir()
+        )  # as ImageFolder
 
         def decode() -> dict[str, Split]:
-            roots = {"train": self.root / "train" if (self.root / "train").is_dir() else self.root}
+            roots = {"train": train_root}
             if test_root.is_dir():
                 roots["test"] = test_root
             # PIL's default bicubic resize, as this project decoded folders before the shared loader.

@@ -9,6 +9,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from common import media
 from common.errors import UserInputError
 from common.pretrained import load_image_classifier
+from projects.dcgan.judge import Judge, accuracy, cached_judge
 from projects.dcgan.metrics import ClassifierSampleQuality, inception_metrics_or_none
 
 
@@ -18,15 +19,34 @@ class SampleQualityEvaluation:
 
     def setup(self, stage: str) -> None:
         monitor = getattr(self.trainer.checkpoint_callback, "monitor", None) or ""
-        if stage == "fit" and monitor.startswith("val/classifier") and not self.classifier_checkpoint:
+        judged = self.classifier_checkpoint or self.hparams.judge_steps
+        if stage == "fit" and monitor.startswith("val/classifier") and not judged:
             raise UserInputError(
-                f"checkpoint.monitor is {monitor} but model.classifier_checkpoint is not set; pass a classifier "
-                "checkpoint, or --checkpoint.monitor null to keep only the last checkpoint"
+                f"checkpoint.monitor is {monitor} but there is no classifier (model.classifier_checkpoint unset, "
+                "model.judge_steps 0); pass one, or --checkpoint.monitor null to keep only the last checkpoint"
             )
+        if stage not in ("fit", "validate", "test") or "classifier" in self.frozen:
+            return
         # Loaded here, before any training, so a bad path fails at once.
-        wanted = stage in ("fit", "validate", "test") and self.classifier_checkpoint
-        if wanted and "classifier" not in self.frozen:
+        if self.classifier_checkpoint:
             self.frozen["classifier"] = load_image_classifier(self.classifier_checkpoint)
+        elif self.hparams.judge_steps:
+            self.frozen["classifier"] = self._judge()
+
+    def _judge(self) -> Judge | None:
+        """The judge CNN of `judge.py`, trained on (or loaded for) the datamodule's labelled training images."""
+        data = self.trainer.datamodule
+        if not getattr(data, "class_names", None):
+            return None  # a datamodule of the user's own without labels: no classifier metric
+        (images, labels), (heldout, heldout_labels) = data.splits["train"], data.splits["heldout"]
+        judge = cached_judge(
+            images, labels, data.class_names, self.hparams.judge_steps, data.hparams.cache_dir
+        )
+        rank_zero_info(
+            f"Judge classifier ({self.hparams.judge_steps} steps on the training images): "
+            f"{accuracy(judge, heldout, heldout_labels):.2%} held-out accuracy"
+        )
+        return judge
 
     def _build_quality_metrics(self) -> None:
         """Fresh metrics (and reference statistics) for a stage: validation and test use different sample counts."""
@@ -42,7 +62,8 @@ class SampleQualityEvaluation:
             self.quality_metrics.append(inception)
         if not self.quality_metrics:
             rank_zero_info(
-                "No sample-quality metric: set model.classifier_checkpoint (offline) or model.inception_weights"
+                "No sample-quality metric: set model.judge_steps or model.classifier_checkpoint (offline), or "
+                "model.inception_weights"
             )
         for metric in self.quality_metrics:
             metric.to(self.device)

@@ -33,6 +33,10 @@ def check_options(options) -> None:
             f"model.decay_after is {options.decay_after}; it is a share of the training batches, so use "
             "0 <= x < 1 (or null for constant learning rates)"
         )
+    if options.judge_steps < 0:
+        raise UserInputError(
+            f"model.judge_steps is {options.judge_steps}; use 0 (no judge) or a number of steps"
+        )
     if options.clusters < 0:
         raise UserInputError(
             f"model.clusters is {options.clusters}; use 0 (unconditional) or a number of clusters"
@@ -74,7 +78,9 @@ class DCGAN(SampleQualityEvaluation, SampleOutputs, LightningModule):
         ema_decay: sample from an exponential moving average of the generator weights with this decay (`ema.py`);
             None (the paper's) samples from the trained generator.
         classifier_checkpoint: checkpoint of a classifier trained by `projects/image_classifier` on the same
-            data; enables `val/classifier_fd` (the monitored metric), its real floor and class coverage.
+            data, for `val/classifier_fd` (the monitored metric), its real floor and class coverage.
+        judge_steps: without `classifier_checkpoint`, those metrics use a small CNN trained for this many steps on
+            the labelled training images (`judge.py`, cached beside the data); 0: no classifier metrics.
         confidence_threshold: classifier probability at which a sample counts as confidently classified.
         inception_weights: local FID Inception weights (torch-fidelity's `pt_inception-2015-12-05-6726825d.pth`)
             or `download`; enables `val/fid` and `val/kid`. None skips them.
@@ -106,6 +112,7 @@ class DCGAN(SampleQualityEvaluation, SampleOutputs, LightningModule):
         decay_after: float | None = None,
         ema_decay: float | None = None,
         classifier_checkpoint: str | None = None,
+        judge_steps: int = 300,
         confidence_threshold: float = 0.9,
         inception_weights: str | None = None,
         grid_rows: int = 8,
