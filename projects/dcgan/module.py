@@ -173,6 +173,23 @@ class DCGAN(SampleQualityEvaluation, SampleOutputs, LightningModule):
         sampler.train(was_training)
         return images
 
+    def forward(self, latents: torch.Tensor) -> torch.Tensor:
+        """Images in [-1, 1] from latents: the inference function that `common.export` exports."""
+        return self.sample(latents)
+
+    def example_inputs(self, batch_size: int) -> tuple[torch.Tensor]:
+        return (self.seeded_latents(batch_size, self.hparams.sample_seed).cpu(),)
+
+    def export_metadata(self) -> dict:
+        hp = self.hparams
+        codes = f", then a one-hot code of {hp.clusters} clusters" if hp.clusters else ""
+        return {
+            "inputs": [{"name": "latents", "shape": ["batch", hp.latent_dim + hp.clusters], "dtype": "float32",
+                        "preprocessing": f"{hp.latent_dim} standard normal values{codes}"}],
+            "outputs": [{"name": "output", "shape": ["batch", hp.image_channels, hp.image_size, hp.image_size],
+                         "meaning": "images in [-1, 1]; pixels = (output + 1) * 127.5"}],
+        }  # fmt: skip
+
     def seeded_latents(self, count: int, seed: int) -> torch.Tensor:
         """`count` Gaussian latents, each followed by a drawn cluster code when the model has clusters."""
         noise = torch.Generator().manual_seed(seed)

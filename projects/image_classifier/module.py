@@ -106,6 +106,20 @@ class ImageClassifier(LightningModule):
             logits = (logits + sum(map(self._mirror_average, shifted)) / 2) / 2
         return logits
 
+    def example_inputs(self, batch_size: int) -> tuple[torch.Tensor]:
+        """Images for `common.export`: the size the model was trained at (`input_size`, set when loaded)."""
+        size = getattr(self, "input_size", None) or 32
+        return (torch.rand(batch_size, self.hparams.in_channels, size, size),)
+
+    def export_metadata(self) -> dict:
+        shape = list(self.example_inputs(1)[0].shape[1:])
+        return {
+            "inputs": [{"name": "images", "shape": ["batch", *shape], "dtype": "float32",
+                        "preprocessing": "RGB (or grey) pixels / 255, resized to the shape; normalised inside"}],
+            "outputs": [{"name": "output", "shape": ["batch", len(self.class_names)], "meaning": "logits"}],
+            "class_names": self.class_names,
+        }  # fmt: skip
+
     def _mirror_average(self, images: torch.Tensor) -> torch.Tensor:
         logits = self.network(images)
         if self.hparams.tta_flip:

@@ -75,6 +75,21 @@ class SentimentClassifier(LightningModule):
         """Logits `(B, num_classes)`."""
         return self.network(input_ids, attention_mask)
 
+    def example_inputs(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token ids and their mask for `common.export` (16 tokens; the length is fixed in the export)."""
+        input_ids = torch.randint(2, self.hparams.vocab_size, (batch_size, 16))
+        return input_ids, torch.ones_like(input_ids, dtype=torch.bool)
+
+    def export_metadata(self) -> dict:
+        return {
+            "inputs": [{"name": "input_ids", "shape": ["batch", 16], "dtype": "int64",
+                        "preprocessing": "tokenizer.json's ids, cut or padded with [PAD] (id 0) to 16"},
+                       {"name": "attention_mask", "shape": ["batch", 16], "dtype": "bool",
+                        "preprocessing": "True where input_ids is a token, False on padding"}],
+            "outputs": [{"name": "output", "shape": ["batch", len(self.class_names)], "meaning": "logits"}],
+            "class_names": self.class_names,
+        }  # fmt: skip
+
     def _loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(logits, target, label_smoothing=self.hparams.label_smoothing)
 

@@ -92,6 +92,22 @@ class Forecaster(LightningModule):
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         return self.network(inputs)  # (B, L, C_in) -> (B, H, C_out), scaled
 
+    def example_inputs(self, batch_size: int) -> tuple[torch.Tensor]:
+        """Windows for `common.export`: `(B, lookback, input_channels)` scaled series."""
+        return (torch.randn(batch_size, self.hparams.lookback, self.hparams.input_channels),)
+
+    def export_metadata(self) -> dict:
+        hp = self.hparams
+        return {
+            "inputs": [{"name": "inputs", "shape": ["batch", hp.lookback, hp.input_channels], "dtype": "float32",
+                        "preprocessing": "the last `lookback` rows, each channel scaled as the datamodule scaled "
+                                         "the training rows (its mean and standard deviation)"}],
+            "outputs": [{"name": "output", "shape": ["batch", hp.horizon, hp.output_channels],
+                         "meaning": "scaled forecast; original scale = output * target_std + target_mean"}],
+            "target_mean": self.target_mean.tolist(),
+            "target_std": self.target_std.tolist(),
+        }  # fmt: skip
+
     def original_scale(self, values: torch.Tensor) -> torch.Tensor:
         return values * self.target_std + self.target_mean
 

@@ -65,6 +65,27 @@ class VideoClassifier(LightningModule):
         videos, clips_per_video = clips.shape[:2]
         return self.network(clips.flatten(0, 1)).view(videos, clips_per_video, -1)
 
+    def example_inputs(self, batch_size: int) -> tuple[torch.Tensor]:
+        """Clips for `common.export`, `(B, K, 3, T, H, W)`, shaped as the run's data settings say."""
+        data = getattr(self, "data_hparams", {})
+        clips, frames, side = (
+            data.get("clips_per_video", 1),
+            data.get("clip_len", 8),
+            data.get("crop_size", 32),
+        )
+        return (torch.randn(batch_size, clips, 3, frames, side, side),)
+
+    def export_metadata(self) -> dict:
+        shape = list(self.example_inputs(1)[0].shape[1:])
+        return {
+            "inputs": [{"name": "clips", "shape": ["batch", *shape], "dtype": "float32",
+                        "preprocessing": f"K clips of T RGB frames / 255, centre-cropped, minus mean {list(MEAN)}, "
+                                         f"over std {list(STD)} per channel"}],
+            "outputs": [{"name": "output", "shape": ["batch", shape[0], len(self.class_names)],
+                         "meaning": "clip logits; a video's score is their mean over K"}],
+            "class_names": self.class_names,
+        }  # fmt: skip
+
     def _shared_step(self, batch: dict[str, Any], stage: str) -> dict[str, torch.Tensor] | None:
         # Unreadable videos were dropped by the collate function; count them so a bad dataset shows in the logs.
         # Evaluation counts sum over every DDP process; train's stay local (no sync per step).
