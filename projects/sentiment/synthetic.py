@@ -67,8 +67,13 @@ def write_synthetic_corpus(folder: Path, size: int, seed: int = 0) -> dict[str, 
         lines = ["sentence\tlabel"] + [
             f"{text}\t{label}" for text, label in (synthetic_review(rng) for _ in range(rows))
         ]
-        # DDP ranks write it at once, and may read another's copy meanwhile.
-        with atomic_path(path) as partial:
-            partial.write_text("\n".join(lines) + "\n")
+        text = "\n".join(lines) + "\n"
+        # Rewritten only when it changed: a new modification time would change the `datasets` fingerprint that keys
+        # the tokenizer cache, and `tokenizers` does not train the same WordPiece vocabulary twice (#1794).
+        if not path.is_file() or path.read_text() != text:
+            with atomic_path(
+                path
+            ) as partial:  # DDP ranks write it at once, and may read another's copy meanwhile
+                partial.write_text(text)
         files[split] = path
     return files
