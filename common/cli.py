@@ -13,13 +13,16 @@ stops the run (`common.guards`); every checkpoint is loaded weights-only (`commo
 """
 
 import os
+import secrets
 import signal
+import string
 import sys
 from pathlib import Path
 from typing import Any
 
 from jsonargparse import Namespace
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer
+from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
@@ -30,9 +33,11 @@ from common.guards import FiniteLossGuard
 from common.precision import fast_precision
 from common.resume import ExactResume
 from common.runs import RUNS_ROOT, configure_wandb_mode, finish_wandb_run, project_of, run_directory
+from common.tracking import WandbRunSummary, run_identity
 
 WANDB_LOGGER = "lightning.pytorch.loggers.WandbLogger"
 CSV_LOGGER = "lightning.pytorch.loggers.CSVLogger"
+RUN_ID_CHARACTERS = string.ascii_lowercase + string.digits
 
 
 class SaveConfigToRun(SaveConfigCallback):
@@ -112,6 +117,7 @@ class TemplateCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
         config.trainer.logger = self._complete_logger_config(config.trainer.logger)
+        self._name_wandb_runs(config)
         if self.subcommand and config.get("weights_only") is None:
             config.weights_only = True  # checkpoints are data: loading one never runs code
         # The CPU presets train in bf16, which only CPUs with bf16 instructions run fast.
@@ -135,7 +141,17 @@ class TemplateCLI(LightningCLI):
         trainer = super().instantiate_trainer(**kwargs)
         # First in the list, so the guard stops a broken step before any checkpoint callback saves it.
         trainer.callbacks[0:0] = [FiniteLossGuard(), ExactResume()]
+        if self.subcommand == "fit" and trainer.loggers:
+            trainer.callbacks += [
+                LearningRateMonitor(logging_interval="step"),
+                WandbRunSummary(*self._monitored(trainer)),
+            ]
         return trainer
+
+    def _monitored(self, trainer: Trainer) -> tuple[str | None, str]:
+        """The metric and mode that pick the best checkpoint, as the command set them."""
+        checkpoint = trainer.checkpoint_callback
+        return getattr(checkpoint, "monitor", self.monitor), getattr(checkpoint, "mode", self.mode)
 
     def _runs_root(self, config: Namespace) -> Path:
         """The folder that holds `<project>/<run id>/` folders: the logger's `save_dir`."""
@@ -177,6 +193,25 @@ class TemplateCLI(LightningCLI):
         for name, value in config.model.as_dict().items():
             if name not in model.hparams and isinstance(value, dict) and "class_path" in value:
                 model.hparams[name] = value
+
+    def _name_wandb_runs(self, config: Namespace) -> None:
+        """Name, group, tag and type each W&B run (`common.tracking.run_identity`) unless the config does; the run id,
+        chosen here when not resumed, is also the run folder's name."""
+        loggers = (
+            config.trainer.logger if isinstance(config.trainer.logger, list) else [config.trainer.logger]
+        )
+        for logger in loggers:
+            if not isinstance(logger, Namespace) or logger.get("class_path") != WANDB_LOGGER:
+                continue
+            init_args = logger.init_args
+            if not init_args.get("id") and not init_args.get("version"):
+                # Eight lowercase letters and digits, as W&B's own ids; not from `random`, which the seed set.
+                init_args.id = init_args.version = "".join(secrets.choice(RUN_ID_CHARACTERS) for _ in range(8))
+            run_id = init_args.get("id") or init_args.get("version")
+            identity = run_identity(config, self.subcommand or "fit", self.project, run_id)
+            for key, value in identity.items():
+                if init_args.get(key) in (None, [], ""):
+                    init_args[key] = value
 
     def _complete_logger_config(self, logger: Any) -> Any:
         """Give shared logger presets this project's name, and swap W&B for CSV when W&B is disabled."""

@@ -65,3 +65,27 @@ def config_and_summary(path: Path) -> tuple[dict, dict]:
             for item in record.history.item:
                 summary[item.key or "/".join(item.nested_key)] = json.loads(item.value_json)
     return config, summary
+
+
+def run_records(path: Path) -> dict:
+    """The finished run's identity (`name`, `group`, `job_type`, `tags`), the metrics it defined (name -> summary
+    kinds), its logged artifacts (name -> type, aliases, files) and every history key."""
+    found: dict = {"metrics": {}, "artifacts": {}, "history_keys": set()}
+    for record in finished_records(path):
+        kind = record.WhichOneof("record_type")
+        if kind == "run":
+            run = record.run
+            found |= {"id": run.run_id, "name": run.display_name, "group": run.run_group, "job_type": run.job_type,
+                      "tags": list(run.tags)}  # fmt: skip
+        elif kind == "metric" and record.metric.name:
+            summary = record.metric.summary
+            found["metrics"][record.metric.name] = {
+                key for key in ("min", "max", "last") if getattr(summary, key)
+            }
+        elif kind == "artifact":
+            artifact = record.artifact
+            found["artifacts"][artifact.name] = {"type": artifact.type, "aliases": list(artifact.aliases),
+                                                 "files": sorted(entry.path for entry in artifact.manifest.contents)}  # fmt: skip
+        elif kind == "history":
+            found["history_keys"] |= {item.key or "/".join(item.nested_key) for item in record.history.item}
+    return found

@@ -1,0 +1,49 @@
+"""W&B as its users expect it, read back from the offline run file: name, group, tags, job type, the best-value
+summary, the learning-rate curve and the model artifact."""
+
+from pathlib import Path
+
+import pytest
+from conftest import REPO
+from jsonargparse import Namespace
+from wandb_records import run_records
+
+from common.tracking import run_identity
+from projects.image_classifier.train import main
+
+DIGITS = str(REPO / "configs" / "image_classifier" / "digits.yaml")
+CPU = str(REPO / "configs" / "trainer" / "cpu.yaml")
+
+
+def test_a_fit_is_one_named_grouped_tagged_run_with_an_lr_curve_and_a_model_artifact(monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    main(["fit", "--config", DIGITS, "--config", CPU, "--trainer.max_epochs=2", "--trainer.log_every_n_steps=1",
+          "--trainer.enable_progress_bar=false", "--trainer.precision=32-true"])  # fmt: skip
+    [run_folder] = Path("runs/image_classifier").iterdir()
+    [run_file] = Path("runs/wandb").glob(f"offline-run-*-{run_folder.name}/run-*.wandb")
+    run = run_records(run_file)
+    assert run["id"] == run_folder.name  # the run folder and the W&B run share the id
+    assert run["name"] == f"image_classifier-digits-{run_folder.name}"
+    assert (run["group"], run["job_type"]) == ("digits", "fit")
+    assert run["tags"] == ["trainer:cpu", "dataset:digits"]
+    assert run["metrics"]["val/acc"] == {
+        "max"
+    }  # the summary keeps the best validation accuracy, not the last
+    assert any(key.startswith("lr-") for key in run["history_keys"]), sorted(run["history_keys"])
+    artifact = run["artifacts"][f"model-{run_folder.name}"]
+    assert artifact["type"] == "model" and sorted(artifact["aliases"]) == ["best", "latest"]
+    assert artifact["files"] == ["best.ckpt", "config.yaml"]
+
+
+@pytest.mark.parametrize(
+    ("files", "data", "expected_group", "expected_tags"),
+    [
+        (["configs/sentiment/sst2.yaml", "configs/trainer/gpu.yaml"], {}, "sst2", ["trainer:gpu"]),
+        ([], {"dataset": "mnist"}, "default", ["dataset:mnist"]),
+    ],
+)
+def test_run_identity_from_the_command(files, data, expected_group, expected_tags):
+    config = Namespace(config=[REPO / path for path in files], data=Namespace(**data))
+    identity = run_identity(config, "test", "sentiment", "abc123")
+    assert identity == {"name": f"sentiment-{expected_group}-abc123", "group": expected_group,
+                        "tags": expected_tags, "job_type": "test"}  # fmt: skip
