@@ -13,7 +13,12 @@ from common.precision import cpu_has_native_bf16
 
 CONFIGS = REPO / "configs"
 QUICKSTART = CONFIGS / "image_classifier" / "digits.yaml"
-PROJECT_CONFIGS = sorted(p for p in CONFIGS.glob("*/*.yaml") if p.parent.name not in ("trainer", "logger"))
+# Training configs; `sweep.yaml` files are W&B sweep specs, checked by test_sweeps.py.
+PROJECT_CONFIGS = sorted(
+    p
+    for p in CONFIGS.glob("*/*.yaml")
+    if p.parent.name not in ("trainer", "logger") and p.name != "sweep.yaml"
+)
 TRAINER_PRESETS = sorted(CONFIGS.glob("trainer/*.yaml"))
 PRECISION_ON_GPU = [
     [CONFIGS / "trainer/gpu.yaml", CONFIGS / f"trainer/{name}.yaml"] for name in ("16-mixed", "bf16-mixed")
