@@ -206,7 +206,9 @@ class TemplateCLI(LightningCLI):
             init_args = logger.init_args
             if not init_args.get("id") and not init_args.get("version"):
                 # Eight lowercase letters and digits, as W&B's own ids; not from `random`, which the seed set.
-                init_args.id = init_args.version = "".join(secrets.choice(RUN_ID_CHARACTERS) for _ in range(8))
+                init_args.id = init_args.version = "".join(
+                    secrets.choice(RUN_ID_CHARACTERS) for _ in range(8)
+                )
             run_id = init_args.get("id") or init_args.get("version")
             identity = run_identity(config, self.subcommand or "fit", self.project, run_id)
             for key, value in identity.items():

@@ -87,7 +87,9 @@ class ResumableLoader(DataLoader):
             self.dataset.set_epoch(epoch)
         self.skipping, self.skip_batches = self.skip_batches, 0
         self.batches_done = self.skipping
-        batches = super().__iter__()  # the index iterator starts here, skipping what the resumed epoch trained on
+        batches = (
+            super().__iter__()
+        )  # the index iterator starts here, skipping what the resumed epoch trained on
         self.skipping = 0
         for batch in batches:
             self.batches_done += 1
