@@ -17,13 +17,9 @@ from pathlib import Path
 
 import torch
 
-from projects.video_classifier.data import (
-    ClipDataset,
-    FileFrames,
-    FrameCache,
-    decode_video,
-    write_procedural_videos,
-)
+from projects.video_classifier.data import ClipDataset
+from projects.video_classifier.decoding import FileFrames, FrameCache, decode_video
+from projects.video_classifier.procedural import write_procedural_videos
 from projects.video_classifier.train import main
 
 NETWORKS = {

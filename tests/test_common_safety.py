@@ -90,7 +90,7 @@ def test_video_weights_file_refuses_a_code_running_file(marker, tmp_path):
 
 
 def test_video_frame_cache_refuses_a_pickled_array(marker, tmp_path):
-    from projects.video_classifier.data import FrameCache
+    from projects.video_classifier.decoding import FrameCache
 
     cache = FrameCache(str(tmp_path / "frames"))
     video = tmp_path / "clip.mp4"

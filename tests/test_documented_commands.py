@@ -31,7 +31,7 @@ def predict_inputs(project: str, folder: Path) -> list[str]:
         (folder / "reviews.txt").write_text("a gorgeous , witty film\na dull , lifeless mess\n")
         return ["--data.predict_file", str(folder / "reviews.txt")]
     if project == "video_classifier":
-        from projects.video_classifier.data import write_procedural_videos
+        from projects.video_classifier.procedural import write_procedural_videos
 
         write_procedural_videos(
             str(folder / "new_videos"), videos_per_class=1, frames=12, size=32, num_classes=2

@@ -19,24 +19,28 @@ from common.callbacks import ConfusionMatrixLogger
 from common.errors import UserInputError
 from common.media import log_video
 from projects.video_classifier import data as video_data
+from projects.video_classifier import decoding
 from projects.video_classifier.data import (
-    MOTIONS,
-    PROCEDURAL_CLASSES,
     VideoDataModule,
     clip_frame_indices,
     collate_videos,
-    decode_video,
     eval_clip_starts,
-    render_procedural_video,
     train_clip_starts,
-    write_procedural_videos,
-    write_video,
 )
+from projects.video_classifier.decoding import decode_video, write_video
 from projects.video_classifier.model import FrameGRU, SingleFrame, SmallR2Plus1D, TorchvisionVideoNetwork
 from projects.video_classifier.module import VideoClassifier
+from projects.video_classifier.procedural import (
+    MOTIONS,
+    PROCEDURAL_CLASSES,
+    render_procedural_video,
+    write_procedural_videos,
+)
 from projects.video_classifier.train import main
 
-CONFIGS = sorted(Path(__file__).parents[1].glob("configs/video_classifier/*.yaml"))
+CONFIGS = sorted(
+    p for p in Path(__file__).parents[1].glob("configs/video_classifier/*.yaml") if p.name != "sweep.yaml"
+)
 
 
 @pytest.fixture(autouse=True)
@@ -109,7 +113,7 @@ def test_folder_of_real_mp4_files_goes_through_the_pipeline(video_folder, tmp_pa
     assert decode_video(video_folder / "right" / "00001.mp4", (16, 24)).shape == (12, 16, 24, 3)
 
     datamodule = small_datamodule(
-        root=str(video_folder), cache_dir=str(tmp_path / "cache"), val_fraction=0.34
+        data_dir=str(video_folder), cache_dir=str(tmp_path / "cache"), val_fraction=0.34
     )
     assert datamodule.class_names == ["down", "left", "right", "up"]  # sorted folder names
     datamodule.setup("fit")
@@ -125,7 +129,7 @@ def test_folder_of_real_mp4_files_goes_through_the_pipeline(video_folder, tmp_pa
 
 
 def test_decoded_frames_cache_is_hit_on_the_second_epoch(video_folder, tmp_path, monkeypatch):
-    datamodule = small_datamodule(root=str(video_folder), cache_dir=str(tmp_path / "cache"))
+    datamodule = small_datamodule(data_dir=str(video_folder), cache_dir=str(tmp_path / "cache"))
     datamodule.setup("fit")
     dataset = datamodule.datasets["train"]
     cache = dataset.load_frames.cache
@@ -137,7 +141,7 @@ def test_decoded_frames_cache_is_hit_on_the_second_epoch(video_folder, tmp_path,
     def no_decoding(*args, **kwargs):
         raise AssertionError("decoded again although the frames are cached")
 
-    monkeypatch.setattr(video_data, "decode_video", no_decoding)
+    monkeypatch.setattr(decoding, "decode_video", no_decoding)
     second_epoch = [item["clips"] for item in dataset]
     assert (cache.hits, cache.misses) == (len(dataset) + 1, len(dataset))
     assert all(a.shape == b.shape for a, b in zip(first_epoch, second_epoch, strict=True))
@@ -150,7 +154,7 @@ def test_decoded_frames_cache_is_hit_on_the_second_epoch(video_folder, tmp_path,
 
 def test_corrupt_video_is_skipped_with_a_warning_and_counted(video_folder, tmp_path):
     (video_folder / "left" / "broken.mp4").write_bytes(b"not a video" * 50)
-    datamodule = small_datamodule(root=str(video_folder), cache_dir=None, val_fraction=0.34)
+    datamodule = small_datamodule(data_dir=str(video_folder), cache_dir=None, val_fraction=0.34)
     datamodule.setup("fit")
     with pytest.warns(UserWarning, match="skipping unreadable video .*broken.mp4"):
         batches = [collate_videos(list(datamodule.datasets[stage])) for stage in ("train", "val")]
@@ -164,7 +168,7 @@ def test_corrupt_video_is_skipped_with_a_warning_and_counted(video_folder, tmp_p
     # Through the CLI: the epoch completes and the skip is logged.
     args = [
         "fit",
-        f"--data.root={video_folder}",
+        f"--data.data_dir={video_folder}",
         "--data.num_workers=0",
         "--data.batch_size=16",
         "--data.clip_len=4",
@@ -233,19 +237,19 @@ def test_video_accuracy_averages_clip_logits():
 
 def test_bad_folders_give_one_line_errors(tmp_path, video_folder):
     with pytest.raises(UserInputError, match="does not exist"):
-        VideoDataModule(root=str(tmp_path / "missing"))
+        VideoDataModule(data_dir=str(tmp_path / "missing"))
     (tmp_path / "no_videos" / "cats").mkdir(parents=True)
     (tmp_path / "no_videos" / "cats" / "notes.txt").write_text("hello")
     with pytest.raises(UserInputError, match="no videos .* found in class folders"):
-        VideoDataModule(root=str(tmp_path / "no_videos"))
+        VideoDataModule(data_dir=str(tmp_path / "no_videos"))
     (video_folder / "jump").mkdir()
     with pytest.raises(
         UserInputError, match="class folder .*jump has no videos; add videos to it or remove it"
     ):
-        VideoDataModule(root=str(video_folder))
+        VideoDataModule(data_dir=str(video_folder))
     # The CLI prints the message alone, no traceback.
     with pytest.raises(SystemExit) as exit_info:
-        main(["fit", f"--data.root={video_folder}"])
+        main(["fit", f"--data.data_dir={video_folder}"])
     assert str(exit_info.value).startswith("error: class folder") and "\n" not in str(exit_info.value)
     with pytest.raises(UserInputError, match="predict needs a folder of videos: set --data.predict_dir"):
         small_datamodule().setup("predict")
@@ -264,7 +268,7 @@ def test_a_folder_where_no_video_decodes_is_a_one_line_error(tmp_path, video_fol
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_bytes(content)
     with pytest.raises(SystemExit) as exit_info:
-        main(["fit", f"--data.root={root}", "--data.num_workers=0", "--data.cache_dir=null",
+        main(["fit", f"--data.data_dir={root}", "--data.num_workers=0", "--data.cache_dir=null",
               "--trainer.fast_dev_run=true", "--model.network=projects.video_classifier.model.SmallR2Plus1D",
               "--model.network.init_args.width=4"])  # fmt: skip
     text = str(exit_info.value.code)
@@ -286,7 +290,7 @@ def test_a_folder_where_no_video_decodes_is_a_one_line_error(tmp_path, video_fol
     with pytest.raises(
         UserInputError, match="the val split of .*single has no videos; give every class folder two"
     ):
-        small_datamodule(root=str(tmp_path / "single"), cache_dir=None).setup("fit")
+        small_datamodule(data_dir=str(tmp_path / "single"), cache_dir=None).setup("fit")
 
 
 @pytest.mark.parametrize(
@@ -329,10 +333,10 @@ def write_ucf101_fixture(folder: Path) -> tuple[Path, Path]:
 def extra_config_args(config: Path, tmp_path: Path) -> list[str]:
     """What a shipped config leaves to the user (data and weights files), pointed at small fixtures."""
     text, args = config.read_text(), []
-    if "root:" in text:
+    if "data_dir:" in text:
         root, splits = write_ucf101_fixture(tmp_path)
         args += [
-            f"--data.root={root}",
+            f"--data.data_dir={root}",
             f"--data.split_dir={splits}",
             f"--data.cache_dir={tmp_path / 'cache'}",
         ]
@@ -345,7 +349,7 @@ def extra_config_args(config: Path, tmp_path: Path) -> list[str]:
 
 def test_ucf101_split_files_are_parsed(tmp_path):
     root, splits = write_ucf101_fixture(tmp_path)
-    datamodule = small_datamodule(root=str(root), split_dir=str(splits), cache_dir=None)
+    datamodule = small_datamodule(data_dir=str(root), split_dir=str(splits), cache_dir=None)
     datamodule.setup("fit")
     train, val = datamodule.datasets["train"], datamodule.datasets["val"]
     assert [Path(name).name for name in train.names] == [
@@ -360,15 +364,15 @@ def test_ucf101_split_files_are_parsed(tmp_path):
     assert datamodule.datasets["test"] is val
     assert val[0]["clips"].shape == (2, 3, 4, 32, 32)
     with pytest.raises(UserInputError, match="split file .*list02.txt does not exist"):
-        small_datamodule(root=str(root), split_dir=str(splits), split=2).setup("fit")
+        small_datamodule(data_dir=str(root), split_dir=str(splits), split=2).setup("fit")
     (splits / "trainlist03.txt").write_text("Archery/v_Archery_g01_c01.avi 3\n")
     with pytest.raises(
         UserInputError, match="1 videos listed in .*trainlist03.txt are missing .*v_Archery_g01_c01.avi"
     ):
-        small_datamodule(root=str(root), split_dir=str(splits), split=3).setup("fit")
+        small_datamodule(data_dir=str(root), split_dir=str(splits), split=3).setup("fit")
     (splits / "trainlist02.txt").write_text("\n")  # e.g. truncated by a failed copy
     with pytest.raises(UserInputError, match="split file .*trainlist02.txt lists no videos"):
-        small_datamodule(root=str(root), split_dir=str(splits), split=2).setup("fit")
+        small_datamodule(data_dir=str(root), split_dir=str(splits), split=2).setup("fit")
 
 
 NETWORKS = {
@@ -455,7 +459,7 @@ def test_fit_on_procedural_data_and_predict_a_folder_to_csv(video_folder, tmp_pa
     output = tmp_path / "predictions.csv"
     args = [
         "predict",
-        f"--data.root={video_folder}",
+        f"--data.data_dir={video_folder}",
         f"--data.predict_dir={video_folder}",
         f"--prediction_writer.output={output}",
     ]

@@ -1,18 +1,12 @@
-"""Video data: a procedural action set (no single frame tells the class), folders of video files, clip sampling.
+"""Video data: clip sampling and the datamodule over the procedural set (`procedural.py`) or folders of video files
+(`folders.py` finds and splits them, `decoding.py` decodes and caches them)."""
 
-Write the procedural set out as real videos (`<out>/<class>/<index>.mp4`), then train on the folder:
-    uv run python -m projects.video_classifier.data data/procedural_videos --videos_per_class 20
-"""
-
-import hashlib
-import math
 import random
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import av
 import numpy as np
 import torch
 from lightning.pytorch import LightningDataModule
@@ -20,8 +14,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from common.distributed import evaluation_loader
 from common.errors import UserInputError, require_at_least
-from common.files import atomic_path
 from common.resume import ResumableLoader
+from projects.video_classifier.decoding import FileFrames, FrameCache, VideoDecodeError
 from projects.video_classifier.folders import (
     VIDEO_EXTENSIONS,
     find_videos,
@@ -30,163 +24,11 @@ from projects.video_classifier.folders import (
     split_by_lists,
     stratified_split,
 )
+from projects.video_classifier.procedural import PROCEDURAL_CLASSES, ProceduralFrames
 
 # Kinetics-400 statistics, the ones torchvision's video models were trained with.
 MEAN = (0.43216, 0.394666, 0.37645)
 STD = (0.22803, 0.22145, 0.216989)
-# (dx, dy) per frame in units of `speed` for the translations; the last two classes rotate in place.
-MOTIONS = {
-    "left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1),
-    "up_left": (-1, -1), "up_right": (1, -1), "down_left": (-1, 1), "down_right": (1, 1),
-    "rotate_clockwise": None, "rotate_counterclockwise": None,
-}  # fmt: skip
-PROCEDURAL_CLASSES = list(MOTIONS)
-
-
-def render_procedural_video(
-    index: int, frames: int = 24, size: int = 32, seed: int = 0, num_classes: int = 10
-) -> np.ndarray:
-    """Video `index` of the procedural set, uint8 `(T, H, W, 3)`; its class is `index % num_classes`.
-
-    A triangle or half-disc of random size and colours either translates (8 directions) or rotates in place
-    (2 senses). The picture wraps around like a torus and the start position and angle are uniform, so
-    every frame, on its own, has the same distribution whatever the class: only the motion tells it.
-    """
-    generator = torch.Generator().manual_seed(seed * 1_000_003 + index)
-
-    def uniform(low: float, high: float) -> float:
-        return low + (high - low) * torch.rand((), generator=generator).item()
-
-    motion = MOTIONS[PROCEDURAL_CLASSES[index % num_classes]]
-    time = torch.arange(frames, dtype=torch.float32)
-    start_x, start_y, start_angle = uniform(0, size), uniform(0, size), uniform(0, 2 * math.pi)
-    if motion is None:  # rotation: fixed position, angle changes by 12-24 degrees a frame
-        sense = 1.0 if PROCEDURAL_CLASSES[index % num_classes] == "rotate_clockwise" else -1.0
-        centre_x, centre_y = torch.full_like(time, start_x), torch.full_like(time, start_y)
-        angle = start_angle + sense * math.radians(uniform(12, 24)) * time
-    else:  # translation: fixed angle, moves 1.2-2 pixels a frame (at size 32) along `motion`
-        speed = uniform(0.04, 0.0625) * size / math.hypot(*motion)
-        centre_x, centre_y = start_x + motion[0] * speed * time, start_y + motion[1] * speed * time
-        angle = torch.full_like(time, start_angle)
-    radius = uniform(0.16, 0.26) * size
-    pixels = torch.arange(size, dtype=torch.float32) + 0.5
-    # Offsets from the centre on the torus, (T, H, W), then rotated into the shape's own frame (u, v).
-    dx = torch.remainder(pixels[None, None, :] - centre_x[:, None, None] + size / 2, size) - size / 2
-    dy = torch.remainder(pixels[None, :, None] - centre_y[:, None, None] + size / 2, size) - size / 2
-    cos, sin = torch.cos(angle)[:, None, None], torch.sin(angle)[:, None, None]
-    u, v = cos * dx + sin * dy, -sin * dx + cos * dy
-    if uniform(0, 1) < 0.5:  # isosceles triangle pointing along +u: apex (r, 0), base at u = -0.6 r
-        normal_u, normal_v = 0.7 / math.hypot(0.7, 1.6), 1.6 / math.hypot(0.7, 1.6)
-        signed_distance = torch.maximum(-0.6 * radius - u, normal_u * (u - radius) + normal_v * v.abs())
-    else:  # half-disc whose flat side faces -u
-        signed_distance = torch.maximum(torch.sqrt(u**2 + v**2) - radius, -u)
-    coverage = (0.5 - signed_distance).clamp(0, 1)[..., None]  # (T, H, W, 1), one pixel of anti-aliasing
-    background = torch.rand(3, generator=generator) * 0.35
-    foreground = 0.6 + torch.rand(3, generator=generator) * 0.4
-    video = background * (1 - coverage) + foreground * coverage
-    video = video + 0.03 * torch.randn(video.shape, generator=generator)
-    return (video.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
-
-
-def write_video(path: str | Path, frames: np.ndarray, fps: int = 12, codec: str = "libx264") -> None:
-    """Encode uint8 frames `(T, H, W, 3)` to a video file (H.264 in yuv420p, playable everywhere)."""
-    height, width = frames.shape[1:3]
-    if height % 2 or width % 2:  # yuv420p needs even sides: pad with the last row/column
-        frames = np.pad(frames, ((0, 0), (0, height % 2), (0, width % 2), (0, 0)), mode="edge")
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream(codec, rate=fps)
-        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
-        if codec == "libx264":
-            stream.options = {"crf": "12"}  # near-lossless: small frames, sharp edges
-        for frame in frames:
-            container.mux(
-                stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24"))
-            )
-        container.mux(stream.encode())
-
-
-def write_procedural_videos(
-    out: str,
-    videos_per_class: int = 20,
-    frames: int = 24,
-    size: int = 32,
-    seed: int = 0,
-    num_classes: int = 10,
-) -> list[Path]:
-    """Write the procedural set as `<out>/<class>/<index>.mp4`, the folder layout UCF101 and HMDB51 use."""
-    paths = []
-    for index in range(videos_per_class * num_classes):
-        path = Path(out) / PROCEDURAL_CLASSES[index % num_classes] / f"{index:05d}.mp4"
-        write_video(path, render_procedural_video(index, frames, size, seed, num_classes))
-        paths.append(path)
-    return paths
-
-
-class VideoDecodeError(Exception):
-    """A video file that cannot be decoded (corrupt, truncated, not a video, or without frames)."""
-
-
-def decode_video(path: str | Path, size: tuple[int, int]) -> np.ndarray:
-    """Every frame of a video file, resized by the decoder to `size` (H, W), as uint8 `(T, H, W, 3)`."""
-    try:
-        with av.open(str(path)) as container:
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
-            frames = [
-                frame.to_ndarray(format="rgb24", width=size[1], height=size[0])
-                for frame in container.decode(stream)
-            ]
-    except (av.FFmpegError, OSError, IndexError, ValueError) as error:
-        raise VideoDecodeError(f"{path}: {error}") from error
-    if not frames:
-        raise VideoDecodeError(f"{path}: no video frames")
-    return np.stack(frames)
-
-
-class FrameCache:
-    """Decoded frames as uint8 `.npy` files, keyed on the video's path, mtime and size and the frame size.
-
-    Later epochs memory-map the file and read only the frames a clip needs instead of decoding again.
-    A changed video gets a new key, so the cache never serves stale frames.
-
-    Args:
-        directory: where the `.npy` files go; `None` disables the cache.
-    """
-
-    def __init__(self, directory: str | None) -> None:
-        self.directory = Path(directory) if directory else None
-        self.hits = self.misses = 0  # per process: each DataLoader worker counts its own
-
-    def path_for(self, video: Path, size: tuple[int, int]) -> Path:
-        stat = video.stat()
-        key = f"{video.resolve()}|{stat.st_mtime_ns}|{stat.st_size}|{size[0]}x{size[1]}"
-        digest = hashlib.sha1(key.encode()).hexdigest()
-        return self.directory / digest[:2] / f"{digest}.npy"
-
-    def load(self, video: Path, size: tuple[int, int]) -> np.ndarray:
-        if self.directory is None:
-            self.misses += 1
-            return decode_video(video, size)
-        try:
-            cached = self.path_for(video, size)
-        except OSError as error:  # deleted or unreadable since the folder was scanned
-            raise VideoDecodeError(f"{video}: {error}") from error
-        if cached.exists():
-            self.hits += 1
-            try:
-                return np.load(
-                    cached, mmap_mode="r"
-                )  # allow_pickle stays off: a cache file is data, never code
-            except ValueError as error:
-                raise UserInputError(
-                    f"frame cache {cached} is not a plain array file ({error}); delete {self.directory} to rebuild it"
-                ) from None
-        self.misses += 1
-        frames = decode_video(video, size)
-        with atomic_path(cached) as partial:  # no worker memory-maps a half-written file from another
-            np.save(partial, frames)
-        return frames
 
 
 def clip_span(clip_len: int, frame_stride: int) -> int:
@@ -328,33 +170,13 @@ def require_a_readable_video(dataset: ClipDataset, folder: Path, stage: str) -> 
     )
 
 
-class ProceduralFrames:
-    """index -> frames of the procedural set (picklable, so DataLoader workers render in parallel)."""
-
-    def __init__(self, frames: int, size: int, seed: int, num_classes: int) -> None:
-        self.frames, self.size, self.seed, self.num_classes = frames, size, seed, num_classes
-
-    def __call__(self, index: int) -> np.ndarray:
-        return render_procedural_video(index, self.frames, self.size, self.seed, self.num_classes)
-
-
-class FileFrames:
-    """index -> decoded (or cached) frames of `paths[index]` at `size` (H, W)."""
-
-    def __init__(self, paths: Sequence[Path], size: tuple[int, int], cache: FrameCache) -> None:
-        self.paths, self.size, self.cache = list(paths), size, cache
-
-    def __call__(self, index: int) -> np.ndarray:
-        return self.cache.load(self.paths[index], self.size)
-
-
 class VideoDataModule(LightningDataModule):
     """Clips from a folder of videos (UCF101/HMDB51 layout), or from the procedural action set by default.
 
     Args:
-        root: folder of `<class>/<video>.{mp4,avi,mkv,webm}`; `None` generates the procedural set on the fly.
+        data_dir: folder of `<class>/<video>.{mp4,avi,mkv,webm}`; `None` generates the procedural set on the fly.
         split_dir: UCF101's `ucfTrainTestlist` folder: train on `trainlist0N.txt`, validate and test on
-            `testlist0N.txt`. Without it a fixed stratified split of `root` is used (test = validation).
+            `testlist0N.txt`. Without it a fixed stratified split of `data_dir` is used (test = validation).
         split: which official split, 1-3.
         val_fraction: share of each class held out for validation when there are no split files.
         predict_dir: folder of videos (searched recursively) that `predict` classifies.
@@ -375,7 +197,7 @@ class VideoDataModule(LightningDataModule):
 
     def __init__(
         self,
-        root: str | None = None,
+        data_dir: str | None = None,
         split_dir: str | None = None,
         split: int = 1,
         val_fraction: float = 0.2,
@@ -407,7 +229,7 @@ class VideoDataModule(LightningDataModule):
                          procedural_videos=procedural_videos, procedural_frames=procedural_frames)  # fmt: skip
         require_at_least(0, num_workers=num_workers)
         # Scanned now, not in setup: the model's head size is linked to `class_names` before training starts.
-        self.classes = scan_class_folders(Path(root)) if root else None
+        self.classes = scan_class_folders(Path(data_dir)) if data_dir else None
         self.datasets: dict[str, ClipDataset] = {}
 
     @property
@@ -433,10 +255,10 @@ class VideoDataModule(LightningDataModule):
             self.datasets["train"] = self._file_dataset(train, train=True)
             self.datasets["val"] = self.datasets["test"] = self._file_dataset(val, train=False)
             for split in ("train", "val"):
-                require_a_readable_video(self.datasets[split], Path(self.hparams.root), split)
+                require_a_readable_video(self.datasets[split], Path(self.hparams.data_dir), split)
 
     def _folder_split(self) -> tuple[list[Path], list[Path]]:
-        root = Path(self.hparams.root)
+        root = Path(self.hparams.data_dir)
         if self.hparams.split_dir is None:
             return stratified_split(self.classes, self.hparams.val_fraction, self.hparams.seed)
         lists = [
@@ -507,9 +329,3 @@ class VideoDataModule(LightningDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         return self._loader("predict")
-
-
-if __name__ == "__main__":
-    from jsonargparse import CLI
-
-    print(f"wrote {len(CLI(write_procedural_videos))} videos")

@@ -18,7 +18,7 @@ def scan_class_folders(root: Path) -> dict[str, list[Path]]:
     """`{class name: sorted video paths}` from `<root>/<class>/<video>`; a one-line error for bad layouts."""
     if not root.is_dir():
         raise UserInputError(
-            f"video folder {root} does not exist; set --data.root to a folder of <class>/<video> files"
+            f"video folder {root} does not exist; set --data.data_dir to a folder of <class>/<video> files"
         )
     classes = {folder.name: find_videos(folder) for folder in sorted(root.iterdir()) if folder.is_dir()}
     classes = {name: videos for name, videos in classes.items() if not name.startswith(".")}
@@ -50,7 +50,7 @@ def split_by_lists(root: Path, listed: list[str], split_file: Path) -> list[Path
     missing = [name for name in listed if name.lower() not in by_lower]
     if missing:
         raise UserInputError(
-            f"{len(missing)} videos listed in {split_file} are missing under {root} (first: {missing[0]}); check --data.root"
+            f"{len(missing)} videos listed in {split_file} are missing under {root} (first: {missing[0]}); check --data.data_dir"
         )
     return [by_lower[name.lower()] for name in listed]
 

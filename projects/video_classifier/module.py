@@ -14,8 +14,9 @@ from common.media import log_video
 from common.metrics import StageMetrics
 from common.optim import parameter_groups, warmup_schedule
 from common.pretrained import require_same_hparams
-from projects.video_classifier.data import MEAN, PROCEDURAL_CLASSES, STD
+from projects.video_classifier.data import MEAN, STD
 from projects.video_classifier.model import SmallR2Plus1D
+from projects.video_classifier.procedural import PROCEDURAL_CLASSES
 
 
 class VideoClassifier(LightningModule):
