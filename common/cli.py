@@ -142,10 +142,11 @@ class TemplateCLI(LightningCLI):
         # First in the list, so the guard stops a broken step before any checkpoint callback saves it.
         trainer.callbacks[0:0] = [FiniteLossGuard(), ExactResume()]
         if self.subcommand == "fit" and trainer.loggers:
-            trainer.callbacks += [
-                LearningRateMonitor(logging_interval="step"),
-                WandbRunSummary(*self._monitored(trainer)),
-            ]
+            trainer.callbacks.append(WandbRunSummary(*self._monitored(trainer)))
+            if not any(isinstance(callback, LearningRateMonitor) for callback in trainer.callbacks):
+                trainer.callbacks.append(
+                    LearningRateMonitor(logging_interval="step")
+                )  # unless the config has one
         return trainer
 
     def _monitored(self, trainer: Trainer) -> tuple[str | None, str]:
