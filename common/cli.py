@@ -12,6 +12,7 @@ a run in its own folder and W&B run, exactly (`common.resume`); SIGTERM saves `l
 stops the run (`common.guards`); every checkpoint is loaded weights-only (`common.checkpointing`).
 """
 
+import hashlib
 import os
 import secrets
 import signal
@@ -54,6 +55,29 @@ class SaveConfigToRun(SaveConfigCallback):
                 logger.log_hyperparams(self.config.clone().as_dict())
             self.already_saved = True
         self.already_saved = trainer.strategy.broadcast(self.already_saved)
+
+
+def shared_run_id() -> str:
+    """A new run id (eight lowercase letters and digits, as W&B's own), the same in every process of one run.
+
+    The DDP processes Lightning starts inherit rank 0's id through `TEMPLATE_RUN_ID`; processes a launcher starts
+    side by side (torchrun, srun) derive it from their launch's id. Never from `random`, which the seed set.
+    """
+    rank = int(os.environ.get("LOCAL_RANK") or os.environ.get("RANK") or 0)
+    if rank > 0 and os.environ.get("TEMPLATE_RUN_ID"):
+        return os.environ["TEMPLATE_RUN_ID"]
+    launch = os.environ.get("TORCHELASTIC_RUN_ID") or (
+        f"slurm-{os.environ['SLURM_JOB_ID']}-{os.environ.get('SLURM_STEP_ID', '')}"
+        if int(os.environ.get("SLURM_NTASKS") or 1) > 1 and "SLURM_JOB_ID" in os.environ
+        else None
+    )
+    if launch:
+        digest = int(hashlib.sha1(launch.encode()).hexdigest(), 16)
+        run_id = "".join(RUN_ID_CHARACTERS[(digest >> (6 * i)) % len(RUN_ID_CHARACTERS)] for i in range(8))
+    else:
+        run_id = "".join(secrets.choice(RUN_ID_CHARACTERS) for _ in range(8))
+    os.environ["TEMPLATE_RUN_ID"] = run_id  # for the processes this one starts
+    return run_id
 
 
 class TemplateCLI(LightningCLI):
@@ -206,10 +230,7 @@ class TemplateCLI(LightningCLI):
                 continue
             init_args = logger.init_args
             if not init_args.get("id") and not init_args.get("version"):
-                # Eight lowercase letters and digits, as W&B's own ids; not from `random`, which the seed set.
-                init_args.id = init_args.version = "".join(
-                    secrets.choice(RUN_ID_CHARACTERS) for _ in range(8)
-                )
+                init_args.id = init_args.version = shared_run_id()
             run_id = init_args.get("id") or init_args.get("version")
             identity = run_identity(config, self.subcommand or "fit", self.project, run_id)
             for key, value in identity.items():

@@ -47,3 +47,24 @@ def test_run_identity_from_the_command(files, data, expected_group, expected_tag
     identity = run_identity(config, "test", "sentiment", "abc123")
     assert identity == {"name": f"sentiment-{expected_group}-abc123", "group": expected_group,
                         "tags": expected_tags, "job_type": "test"}  # fmt: skip
+
+
+def test_every_process_of_one_run_gets_the_same_run_id(monkeypatch):
+    from common.cli import shared_run_id
+
+    for name in (
+        "LOCAL_RANK",
+        "RANK",
+        "TORCHELASTIC_RUN_ID",
+        "SLURM_JOB_ID",
+        "SLURM_NTASKS",
+        "TEMPLATE_RUN_ID",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    first, second = shared_run_id(), shared_run_id()
+    assert first != second and len(first) == 8  # each new run its own id
+    monkeypatch.setenv("LOCAL_RANK", "1")  # a DDP process that rank 0 started, with rank 0's environment
+    assert shared_run_id() == second
+    monkeypatch.delenv("LOCAL_RANK")
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "job-7")  # torchrun: processes that share only the launch id
+    assert shared_run_id() == shared_run_id()
