@@ -17,6 +17,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_info
 
 from common import media
+from common.errors import UserInputError
 from common.runs import run_directory
 
 
@@ -190,8 +191,15 @@ class MisclassifiedImagesLogger(Callback):
         missing = self.max_images - sum(len(images) for images in self.images)
         if missing <= 0:
             return
+        inputs = batch[0]
+        if not (isinstance(inputs, torch.Tensor) and inputs.ndim == 4 and inputs.shape[1] in (1, 3)):
+            shape = tuple(inputs.shape) if isinstance(inputs, torch.Tensor) else type(inputs).__name__
+            raise UserInputError(
+                f"MisclassifiedImagesLogger draws images (B, 1 or 3, H, W), but this project's inputs are {shape}; "
+                "remove it from the config's trainer.callbacks"
+            )
         wrong = (outputs["preds"] != outputs["target"]).nonzero().flatten()[:missing]
-        self.images.append(batch[0][wrong].detach().cpu())
+        self.images.append(inputs[wrong].detach().cpu())
         self.labels += [(int(outputs["target"][i]), int(outputs["preds"][i])) for i in wrong]
 
     def on_test_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:

@@ -2,6 +2,8 @@
 
     python projects/<name>/train.py fit --config configs/<name>/<preset>.yaml [--config configs/trainer/gpu.yaml]
 
+The project's name is the package its LightningModule lives in (`projects.<project>.module.<Class>` -> `<project>`):
+it names the run folder, the W&B project and the tag each checkpoint carries, so a new project needs no setting.
 It adds to LightningCLI: a run directory per run (`runs/<project>/<run id>/`), W&B logging by default
 (offline without credentials), the resolved config saved to the run directory and to every logger,
 bf16 precision only where the CPU runs it natively (`common.precision`),
@@ -21,14 +23,17 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import yaml
 from jsonargparse import Namespace
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from common.callbacks import PredictionWriter, ThroughputLogger, drop_weight_averaging
 from common.checkpointing import BestAndLastCheckpoint, checkpoint_to_restore
+from common.data import data_source, expand_config_paths
 from common.errors import UserInputError
 from common.guards import FiniteLossGuard
 from common.precision import fast_precision
@@ -37,12 +42,17 @@ from common.runs import RUNS_ROOT, configure_wandb_mode, finish_wandb_run, proje
 from common.tracking import WandbRunSummary, run_identity
 
 WANDB_LOGGER = "lightning.pytorch.loggers.WandbLogger"
-CSV_LOGGER = "lightning.pytorch.loggers.CSVLogger"
+CSV_LOGGERS = ("lightning.pytorch.loggers.CSVLogger", "lightning.pytorch.loggers.csv_logs.CSVLogger")
+CSV_LOGGER = "common.runs.RunCSVLogger"  # appends to a run folder it reopens, as W&B does
 RUN_ID_CHARACTERS = string.ascii_lowercase + string.digits
 
 
 class SaveConfigToRun(SaveConfigCallback):
-    """Writes the fully resolved config to `<run dir>/config.yaml` and into every logger's config."""
+    """Writes the fully resolved config to `<run dir>/config.yaml` and into every logger's config.
+
+    `validate`, `test` and `predict` from a run's checkpoint work in that run's folder: their config goes to
+    `<subcommand>_config.yaml` beside it, and the loggers keep the training run's config.
+    """
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if self.already_saved:
@@ -50,9 +60,20 @@ class SaveConfigToRun(SaveConfigCallback):
         if trainer.is_global_zero:
             directory = run_directory(trainer)
             directory.mkdir(parents=True, exist_ok=True)
-            self.parser.save(self.config, directory / self.config_filename, skip_none=False, overwrite=True)
-            for logger in trainer.loggers:
-                logger.log_hyperparams(self.config.clone().as_dict())
+            stage = str(getattr(stage, "value", stage))  # Lightning passes a `TrainerFn`
+            trained_here = stage != "fit" and (directory / self.config_filename).is_file()
+            filename = f"{stage}_{self.config_filename}" if trained_here else self.config_filename
+            self.parser.save(self.config, directory / filename, skip_none=False, overwrite=True)
+            # Plain data (paths as strings), as `config.yaml` holds it, so every logger can store and reload it.
+            config = yaml.safe_load(
+                self.parser.dump(self.config, skip_validation=True, skip_link_targets=False)
+            )
+            # The datamodule has set up by now, so it can say what it read: a file, a folder or a synthetic set.
+            if source := data_source(trainer.datamodule):
+                config["data_source"] = source
+                rank_zero_info(f"Data: {source}")
+            for logger in trainer.loggers if not trained_here else ():
+                logger.log_hyperparams(config)
             self.already_saved = True
         self.already_saved = trainer.strategy.broadcast(self.already_saved)
 
@@ -140,6 +161,12 @@ class TemplateCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
+        for section in (
+            "data",
+            "model",
+        ):  # `$DATA_ROOT/...` and `~/...`: the saved config names the real paths
+            if config.get(section) is not None:
+                expand_config_paths(config[section])
         config.trainer.logger = self._complete_logger_config(config.trainer.logger)
         self._name_wandb_runs(config)
         if self.subcommand and config.get("weights_only") is None:
@@ -153,8 +180,8 @@ class TemplateCLI(LightningCLI):
         if config is not None and config.get("ckpt_path"):
             checkpoint = checkpoint_to_restore(config.ckpt_path, self._runs_root(config), self.project)
             config.ckpt_path = str(checkpoint) if checkpoint else None
-            if checkpoint and self.config.subcommand == "fit":
-                self._continue_run(config, checkpoint)
+            if checkpoint:
+                self._into_run(config, checkpoint)
         super()._parse_ckpt_path()
 
     def instantiate_classes(self) -> None:
@@ -185,9 +212,10 @@ class TemplateCLI(LightningCLI):
         init_args = logger.get("init_args") if isinstance(logger, Namespace) else None
         return Path((init_args or {}).get("save_dir") or config.trainer.default_root_dir or RUNS_ROOT)
 
-    def _continue_run(self, config: Namespace, checkpoint: Path) -> None:
-        """Resume in the checkpoint's own run: the same folder (checkpoints, best-checkpoint tracking, config) and,
-        with W&B, the same run id."""
+    def _into_run(self, config: Namespace, checkpoint: Path) -> None:
+        """Work in the checkpoint's own run: the same folder and, with W&B, the same run id. `fit` resumes there
+        (checkpoints, best-checkpoint tracking); `validate`, `test` and `predict` add their metrics, predictions and
+        `<subcommand>_config.yaml` to the run that trained the model."""
         if checkpoint.parent.name != "checkpoints":
             return  # a loose .ckpt file: its training state resumes, in a new run folder
         run = checkpoint.parent.parent
@@ -249,6 +277,8 @@ class TemplateCLI(LightningCLI):
                 save_dir=wandb_args.get("save_dir") or RUNS_ROOT, version=wandb_args.get("version")
             )
             logger = Namespace(class_path=CSV_LOGGER, init_args=csv_args)
+        if logger.class_path in CSV_LOGGERS:
+            logger.class_path = CSV_LOGGER
         init_args = logger.get("init_args") or Namespace()
         if logger.class_path == WANDB_LOGGER:
             # W&B's background service resolves relative paths against its own working directory, which is

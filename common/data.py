@@ -1,9 +1,67 @@
-"""Loaders for datasets held in memory as tensors: each batch is one gather per tensor."""
+"""Data pieces every project shares: user paths (`$DATA_ROOT/...` expanded, one-line errors), a record of where
+a run's data came from, and loaders over tensors held in memory (each batch is one gather per tensor)."""
+
+import os
+import re
+from pathlib import Path
+from typing import Any
 
 import torch
+from jsonargparse import Namespace
 from torch.utils.data import TensorDataset
 
+from common.errors import UserInputError
 from common.resume import ResumableLoader
+
+VARIABLE = re.compile(r"\$(\w+)|\$\{(\w+)\}")
+
+
+def expand_path(path: str, option: str = "data.data_dir") -> str:
+    """`path` with `~` and `$VARIABLES` (`$DATA_ROOT/mnist`) expanded; a variable that is not set is a one-line
+    error naming it, never a folder literally called `$DATA_ROOT`."""
+    for match in VARIABLE.finditer(path):
+        name = match.group(1) or match.group(2)
+        if name not in os.environ:
+            raise UserInputError(
+                f"{option}={path} names ${name}, which is not set; export {name}=/path/to/data or give the full path"
+            )
+    return os.path.expanduser(os.path.expandvars(path))
+
+
+def resolve_path(path: str | None, option: str, kind: str = "file") -> Path | None:
+    """The existing file (`kind="file"`) or folder (`kind="folder"`) a user named with `--<option>`, expanded as
+    `expand_path` does; `None` when none was named (the caller's offline fallback). A wrong path is one line."""
+    if path is None:
+        return None
+    resolved = Path(expand_path(str(path), option))
+    if not resolved.exists():
+        raise UserInputError(f"{option}={resolved} does not exist; check --{option}")
+    if kind == "file" and not resolved.is_file():
+        raise UserInputError(f"{option}={resolved} is a folder, not a file; check --{option}")
+    if kind == "folder" and not resolved.is_dir():
+        raise UserInputError(f"{option}={resolved} is not a folder; check --{option}")
+    return resolved
+
+
+def expand_config_paths(config: Any) -> Any:
+    """Every string in a parsed config section that holds `$VARIABLES` or starts with `~`, expanded in place, so
+    the run's saved `config.yaml` names the files it actually read. A variable that is not set stays as written:
+    the datamodule decides whether that is an error (`resolve_path`) or its cue for an offline fallback."""
+    if isinstance(config, Namespace):
+        for key, value in vars(config).items():
+            setattr(config, key, expand_config_paths(value))
+        return config
+    if isinstance(config, list):
+        return [expand_config_paths(value) for value in config]
+    if isinstance(config, str) and ("$" in config or config.startswith("~")):
+        return os.path.expanduser(os.path.expandvars(config))
+    return config
+
+
+def data_source(datamodule: Any) -> str | None:
+    """What a datamodule trained on, as it says itself (`data_source`): a file or folder, or `synthetic: ...`."""
+    source = getattr(datamodule, "data_source", None)
+    return str(source) if source else None
 
 
 class TensorBatches(TensorDataset):

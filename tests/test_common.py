@@ -10,22 +10,25 @@ from pathlib import Path
 
 import pytest
 import torch
+from jsonargparse import Namespace
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.loggers import CSVLogger
 
 from common import media
 from common.callbacks import (
     ConfusionMatrixLogger,
+    MisclassifiedImagesLogger,
     PredictionWriter,
     ThroughputLogger,
     batch_size_of,
 )
 from common.checkpointing import BestAndLastCheckpoint
-from common.data import tensor_loader
+from common.data import expand_config_paths, resolve_path, tensor_loader
+from common.errors import UserInputError
 from common.files import atomic_path
 from common.metrics import StageMetrics, classification_metrics
 from common.precision import cpu_has_native_bf16, fast_precision
-from common.runs import configure_wandb_mode, run_directory
+from common.runs import RunCSVLogger, configure_wandb_mode, run_directory
 
 
 def csv_trainer(tmp_path) -> Trainer:
@@ -270,3 +273,49 @@ def test_cli_trains_in_bf16_only_on_a_cpu_with_bf16_instructions(precision, nati
     # Other precisions, and bf16 on an accelerator, are left as they are.
     assert fast_precision("32-true", "cpu") == "32-true"
     assert fast_precision("bf16-mixed", "gpu") == "bf16-mixed"
+
+
+def test_misclassified_images_refuses_inputs_that_are_not_images():
+    logger = MisclassifiedImagesLogger()
+    logger.on_test_epoch_start(None, None)
+    outputs = {"preds": torch.tensor([0, 1]), "target": torch.tensor([1, 1])}
+    with pytest.raises(UserInputError, match=r"draws images .* inputs are \(2, 16\); remove it"):
+        logger.on_test_batch_end(None, None, outputs, (torch.randn(2, 16), outputs["target"]), 0)
+    logger.on_test_batch_end(None, None, outputs, (torch.rand(2, 1, 8, 8), outputs["target"]), 0)
+    assert logger.labels == [(1, 0)]  # images: the wrong one is kept
+
+
+def test_user_paths_expand_variables_and_name_what_is_wrong(tmp_path, monkeypatch):
+    monkeypatch.setenv("DATA_ROOT", str(tmp_path))
+    (tmp_path / "table.csv").write_text("a\n1\n")
+    assert resolve_path("$DATA_ROOT/table.csv", "data.data_file") == tmp_path / "table.csv"
+    assert resolve_path("${DATA_ROOT}", "data.data_dir", kind="folder") == tmp_path
+    assert resolve_path(None, "data.data_file") is None
+    with pytest.raises(
+        UserInputError, match=r"data.data_file=.*missing.csv does not exist; check --data.data_file"
+    ):
+        resolve_path("$DATA_ROOT/missing.csv", "data.data_file")
+    with pytest.raises(UserInputError, match="is not a folder"):
+        resolve_path("$DATA_ROOT/table.csv", "data.data_dir", kind="folder")
+    monkeypatch.delenv("DATA_ROOT")
+    with pytest.raises(UserInputError, match=r"names \$DATA_ROOT, which is not set; export DATA_ROOT="):
+        resolve_path("$DATA_ROOT/table.csv", "data.data_file")
+    config = Namespace(data_dir="~/x", files=["$HOME/y"], size=3, unset="$NOT_SET_ANYWHERE/z")
+    expand_config_paths(config)
+    assert config == Namespace(data_dir=str(Path.home() / "x"), files=[f"{Path.home()}/y"], size=3,
+                               unset="$NOT_SET_ANYWHERE/z")  # fmt: skip
+
+
+def test_a_reopened_csv_run_keeps_its_rows(tmp_path):
+    first = RunCSVLogger(tmp_path, name="demo", version="run")
+    first.log_hyperparams({"lr": 0.1})
+    first.log_metrics({"train/loss": 1.0}, step=0)
+    first.save()
+    again = RunCSVLogger(tmp_path, name="demo", version="run")
+    again.log_hyperparams({"stage": "test"})
+    again.log_metrics({"test/acc": 0.5}, step=1)
+    again.save()
+    with (tmp_path / "demo/run/metrics.csv").open() as file:
+        rows = [{key: value for key, value in row.items() if value} for row in csv.DictReader(file)]
+    assert rows == [{"train/loss": "1.0", "step": "0"}, {"test/acc": "0.5", "step": "1"}]
+    assert "lr: 0.1" in (tmp_path / "demo/run/hparams.yaml").read_text()

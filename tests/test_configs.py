@@ -109,10 +109,10 @@ def test_trainer_preset_builds_that_trainer(preset):
 @pytest.mark.parametrize(
     ("preset", "wandb_mode", "logger"),
     [
-        ("csv", "disabled", "CSVLogger"),
+        ("csv", "disabled", "RunCSVLogger"),  # Lightning's, appending to a run folder it reopens
         ("tensorboard", "disabled", "TensorBoardLogger"),
         ("wandb", "offline", "WandbLogger"),
-        ("wandb", "disabled", "CSVLogger"),  # WANDB_MODE=disabled: metrics still land somewhere
+        ("wandb", "disabled", "RunCSVLogger"),  # WANDB_MODE=disabled: metrics still land somewhere
     ],
 )
 def test_logger_preset_builds_that_logger(preset, wandb_mode, logger, tmp_path, monkeypatch):

@@ -1,22 +1,18 @@
 """Every project's documented commands, in order: `fit` a quickstart, then `validate`, `test` and `predict` from the
 run's saved `config.yaml` and checkpoint, through the project's `train.main`, as the READMEs give them."""
 
+import csv
 import importlib
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
+from noxfile import QUICKSTARTS  # every project's offline quickstart, a new one's too
+
 REPO = Path(__file__).resolve().parents[1]
 FEW_STEPS = ["--trainer.max_steps=4", "--trainer.limit_val_batches=2", "--trainer.limit_test_batches=2",
              "--trainer.limit_predict_batches=2", "--trainer.enable_progress_bar=false"]  # fmt: skip
-QUICKSTARTS = {
-    "image_classifier": "digits.yaml",
-    "time_series": "quickstart.yaml",
-    "dcgan": "digits.yaml",
-    "sentiment": "quickstart.yaml",
-    "video_classifier": "procedural.yaml",
-}
 
 
 def predict_inputs(project: str, folder: Path) -> list[str]:
@@ -42,6 +38,12 @@ def predict_inputs(project: str, folder: Path) -> list[str]:
     return []  # time_series forecasts the horizon after the training series
 
 
+def logged_rows(run: Path) -> list[dict[str, str]]:
+    """The rows of a run's metrics.csv, each without its empty cells."""
+    with (run / "metrics.csv").open(newline="") as file:
+        return [{key: value for key, value in row.items() if value} for row in csv.DictReader(file)]
+
+
 def run_folders(project: str) -> list[Path]:
     return sorted(Path("runs", project).iterdir(), key=lambda path: path.stat().st_mtime)
 
@@ -49,13 +51,14 @@ def run_folders(project: str) -> list[Path]:
 @pytest.mark.parametrize("project", list(QUICKSTARTS))
 def test_fit_then_validate_test_predict_from_the_saved_run(project, tmp_path, single_thread):
     main = importlib.import_module(f"projects.{project}.train").main
-    main(["fit", "--config", str(REPO / "configs" / project / QUICKSTARTS[project]), *FEW_STEPS])
+    main(["fit", "--config", str(REPO / QUICKSTARTS[project]), *FEW_STEPS])
     [run] = run_folders(project)
     checkpoints = run / "checkpoints"
     checkpoint = (
         checkpoints / "best.ckpt" if (checkpoints / "best.ckpt").exists() else checkpoints / "last.ckpt"
     )
     saved = ["--config", str(run / "config.yaml"), "--ckpt_path", str(checkpoint), *FEW_STEPS]
+    trained_config, fit_rows = (run / "config.yaml").read_text(), logged_rows(run)
 
     for subcommand in ("validate", "test"):
         cli = main([subcommand, *saved])
@@ -65,5 +68,13 @@ def test_fit_then_validate_test_predict_from_the_saved_run(project, tmp_path, si
             assert any(name.startswith(f"{stage}/") for name in cli.trainer.callback_metrics), subcommand
 
     main(["predict", *saved, *predict_inputs(project, tmp_path)])
-    written = [path for path in run_folders(project)[-1].rglob("*") if path.is_file()]
+    # Everything went into the run that trained the model, and nothing of the training record was lost.
+    assert [folder for folder in run_folders(project) if (folder / "config.yaml").exists()] == [run]
+    written = [path for path in run.rglob("*") if path.is_file()]
     assert any(path.name.startswith("predictions") or path.suffix == ".png" for path in written), written
+    assert {"validate_config.yaml", "test_config.yaml", "predict_config.yaml"} <= {
+        path.name for path in written
+    }
+    assert (run / "config.yaml").read_text() == trained_config
+    rows = logged_rows(run)
+    assert len(rows) > len(fit_rows) and all(row in rows for row in fit_rows)

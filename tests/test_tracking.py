@@ -35,6 +35,23 @@ def test_a_fit_is_one_named_grouped_tagged_run_with_an_lr_curve_and_a_model_arti
     assert artifact["files"] == ["best.ckpt", "config.yaml"]
 
 
+def test_a_test_of_a_trained_run_resumes_that_run_instead_of_opening_a_new_one(monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    quiet = ["--trainer.enable_progress_bar=false", "--trainer.precision=32-true"]
+    main(["fit", "--config", DIGITS, "--trainer.max_epochs=1", "--test_after_fit=false", *quiet])
+    [run_folder] = Path("runs/image_classifier").iterdir()
+    main(["test", "--config", str(run_folder / "config.yaml"), "--ckpt_path", str(run_folder / "checkpoints/best.ckpt"),
+          *quiet])  # fmt: skip
+    assert list(Path("runs/image_classifier").iterdir()) == [run_folder]  # no second run folder
+    fit_file, test_file = sorted(Path("runs/wandb").glob(f"offline-run-*-{run_folder.name}/run-*.wandb"))
+    tested = run_records(test_file)
+    assert tested["id"] == run_records(fit_file)["id"] == run_folder.name  # the same W&B run, resumed
+    assert (
+        tested["name"] == f"image_classifier-digits-{run_folder.name}"
+        and "test/acc" in tested["history_keys"]
+    )
+
+
 @pytest.mark.parametrize(
     ("files", "data", "expected_group", "expected_tags"),
     [
