@@ -5,6 +5,7 @@ uv run nox -s lint      # ruff check + format check
 uv run nox -s format    # fix what lint finds: ruff's safe fixes, then ruff format
 uv run nox -s smoke     # each project's train.py for a few steps through its real CLI
 uv run nox -s bench     # every benchmark script (long; reads $DATA_ROOT)
+uv run nox -s new -- <name> --like classification|forecasting|generation   # a new project (scaffold/new.py)
 """
 
 from pathlib import Path
@@ -63,3 +64,8 @@ def smoke(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     for script in sorted(Path("benchmarks").glob("*.py")):
         session.run("uv", "run", "--frozen", "python", str(script), *session.posargs)
+
+
+@nox.session(default=False)
+def new(session: nox.Session) -> None:
+    session.run("uv", "run", "--frozen", "python", "scaffold/new.py", *session.posargs)

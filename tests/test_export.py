@@ -12,14 +12,8 @@ from conftest import REPO
 
 from common.export import main as export
 from common.pretrained import load_trained_module
+from noxfile import QUICKSTARTS  # every project's offline quickstart, a new one's too
 
-QUICKSTARTS = {
-    "image_classifier": "configs/image_classifier/digits.yaml",
-    "time_series": "configs/time_series/quickstart.yaml",
-    "sentiment": "configs/sentiment/quickstart.yaml",
-    "video_classifier": "configs/video_classifier/procedural.yaml",
-    "dcgan": "configs/dcgan/digits.yaml",
-}
 QUICK = ["--trainer.max_steps=2", "--trainer.limit_val_batches=1", "--trainer.num_sanity_val_steps=0",
          "--test_after_fit=false", "--trainer.enable_progress_bar=false"]  # fmt: skip
 

@@ -29,6 +29,7 @@ SIZES = {
     "image_size": 28,
     "dim": 8,
     "vocab_size": 60,
+    "input_size": 6,
 }
 
 
@@ -54,6 +55,17 @@ INPUTS = {
         "clips": torch.randn(BATCH, 3, 8, 32, 32),
         "input": torch.randn(BATCH, k.get("in_channels", 3), 4, 16, 16),
     },
+}
+
+
+# A project not listed above (a new one, from the scaffold): inputs by the name of the forward argument.
+BY_ARGUMENT = {
+    "features": lambda k: torch.randn(BATCH, k.get("input_size", SIZES["input_size"])),
+    "history": lambda k: torch.randn(BATCH, k.get("lookback", SIZES["lookback"]), k.get("input_channels", 3)),
+    "images": lambda k: torch.rand(
+        BATCH, k.get("channels", 1), k.get("image_size", 28), k.get("image_size", 28)
+    ),
+    "latents": lambda k: torch.randn(BATCH, k.get("latent_dim", SIZES["latent_dim"])),
 }
 
 
@@ -108,17 +120,19 @@ def build(cls: type[nn.Module], options: dict) -> tuple[nn.Module, dict]:
 
 
 def forward(network: nn.Module, project: str, kwargs: dict) -> torch.Tensor:
-    assert project in INPUTS, (
-        f"add the example inputs of project {project} to INPUTS in {Path(__file__).name}"
-    )
-    available = INPUTS[project](kwargs)
+    if project in INPUTS:
+        available = INPUTS[project](kwargs)
+    else:
+        available = {name: make(kwargs) for name, make in BY_ARGUMENT.items()}
     required = [
         name
         for name, parameter in inspect.signature(network.forward).parameters.items()
         if parameter.default is inspect.Parameter.empty and parameter.kind is parameter.POSITIONAL_OR_KEYWORD
     ]
     missing = [name for name in required if name not in available]
-    assert not missing, f"{type(network).__name__}.forward takes {missing}: add them to INPUTS[{project!r}]"
+    assert not missing, (
+        f"{type(network).__name__}.forward takes {missing}: add them to INPUTS[{project!r}] in {Path(__file__).name}"
+    )
     return network(*(available[name] for name in required))
 
 
