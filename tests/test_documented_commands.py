@@ -33,6 +33,11 @@ def predict_inputs(project: str, folder: Path) -> list[str]:
             str(folder / "new_videos"), videos_per_class=1, frames=12, size=32, num_classes=2
         )
         return ["--data.predict_dir", str(folder / "new_videos")]
+    if project == "speech":
+        from projects.speech.procedural import write_procedural_words
+
+        write_procedural_words(str(folder / "clips"), clips_per_class=1)
+        return ["--data.predict_dir", str(folder / "clips")]
     if project == "dcgan":
         return ["--data.predict_samples", "4"]
     return []  # time_series forecasts the horizon after the training series

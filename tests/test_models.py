@@ -55,6 +55,10 @@ INPUTS = {
         "clips": torch.randn(BATCH, 3, 8, 32, 32),
         "input": torch.randn(BATCH, k.get("in_channels", 3), 4, 16, 16),
     },
+    "speech": lambda k: {
+        "features": torch.randn(BATCH, k.get("n_mels", 40), 51),
+        "x": torch.randn(BATCH, k.get("in_channels", 3), 51),
+    },
 }
 
 

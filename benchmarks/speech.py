@@ -1,0 +1,112 @@
+"""Benchmark the keyword spotter on FSDD: official split over seeds, leave-one-speaker-out over the six speakers,
+and white noise at 0 dB SNR on the official test set. Every run goes through the real CLI (fit, then the test of
+the best-validation checkpoint).
+
+    DATA_ROOT=/path/to/data flock /tmp/bench.lock uv run python benchmarks/speech.py [--seeds 0 1 2] [--tasks official speaker noise]
+
+Prints a markdown table: config, seeds, mean +- std test accuracy, wall time per run, hardware, anchor.
+"""
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from projects.speech.train import main
+
+SPEAKERS = ["george", "jackson", "lucas", "nicolas", "theo", "yweweler"]
+ANCHORS = {
+    "official": ">= 99.5% target; 99.3% log-spectrogram CNN (2025), ~97% MFCC CNNs",
+    "speaker": ">= 95% target (mean over the six held-out speakers)",
+    "noise": ">= 91% target; anchor 90.5%",
+}
+
+
+def hardware() -> str:
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name()
+    lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
+    model = next((line.split(":", 1)[1].strip() for line in lscpu.splitlines() if line.startswith("Model name")),
+                 platform.processor())  # fmt: skip
+    return f"{os.cpu_count()}-core CPU, {model}"
+
+
+def fit_and_test(args: list[str], workdir: str) -> tuple[float, float]:
+    """Test accuracy of the best checkpoint and the wall-clock seconds of the whole `fit` command."""
+    logs = ["--trainer.logger=lightning.pytorch.loggers.CSVLogger", f"--trainer.logger.init_args.save_dir={workdir}",
+            f"--trainer.default_root_dir={workdir}", "--trainer.enable_progress_bar=false",
+            "--trainer.enable_model_summary=false"]  # fmt: skip
+    start = time.perf_counter()
+    cli = main(["fit", *args, *logs])
+    seconds = time.perf_counter() - start
+    accuracy = float(cli.trainer.callback_metrics["test/acc"])
+    print(f"  {' '.join(args)}: test/acc {accuracy:.4f} in {seconds:.0f} s", flush=True)
+    return accuracy, seconds
+
+
+def mean_std(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{100 * values[0]:.2f}%"
+    return f"{100 * statistics.mean(values):.2f} +- {100 * statistics.stdev(values):.2f}%"
+
+
+def run_task(task: str, seeds: list[int], workdir: str) -> tuple[str, str, str, list[float], list[float]]:
+    """(config, what varies, seeds, accuracies, seconds) of one benchmark row."""
+    results = []
+    if task == "official":
+        config, varies = "configs/speech/fsdd.yaml", "seeds"
+        for seed in seeds:
+            results.append(
+                fit_and_test([f"--config={config}", f"--seed_everything={seed}"], f"{workdir}/{seed}")
+            )
+    elif task == "speaker":
+        config, varies = "configs/speech/fsdd_speaker.yaml", "held-out speaker (6 runs)"
+        for speaker in SPEAKERS:
+            args = [f"--config={config}", f"--data.test_speaker={speaker}", f"--seed_everything={seeds[0]}"]
+            results.append(fit_and_test(args, f"{workdir}/{speaker}"))
+        seeds = seeds[:1]
+    else:
+        config, varies = "configs/speech/fsdd_noise.yaml", "seeds"
+        for seed in seeds:
+            results.append(
+                fit_and_test([f"--config={config}", f"--seed_everything={seed}"], f"{workdir}/{seed}")
+            )
+    accuracies, seconds = [a for a, _ in results], [s for _, s in results]
+    return config, varies, ",".join(map(str, seeds)), accuracies, seconds
+
+
+def main_benchmark() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--tasks", nargs="+", default=list(ANCHORS), choices=list(ANCHORS))
+    parser.add_argument("--threads", type=int, help="torch threads; default torch's (one per core)")
+    args = parser.parse_args()
+    if args.threads:  # on a shared machine one thread per run is steadier than two fighting another job
+        torch.set_num_threads(args.threads)
+    os.environ.setdefault("WANDB_MODE", "disabled")
+    if not os.environ.get("DATA_ROOT"):
+        raise SystemExit("error: set DATA_ROOT to the folder holding free-spoken-digit-dataset/recordings")
+    rows = []
+    with tempfile.TemporaryDirectory() as workdir:
+        for task in args.tasks:
+            config, varies, seeds, accuracies, seconds = run_task(task, args.seeds, f"{workdir}/{task}")
+            rows.append((task, config, f"{varies}: {seeds}", mean_std(accuracies),
+                         " / ".join(f"{100 * a:.2f}" for a in accuracies),
+                         f"{statistics.mean(seconds):.0f} s per run", ANCHORS[task]))  # fmt: skip
+    print(f"\nhardware: {hardware()}; torch {torch.__version__}; {torch.get_num_threads()} threads; "
+          f"load average at end {os.getloadavg()[0]:.1f}\n")  # fmt: skip
+    print("| task | config | runs | test acc (mean +- std) | per run | wall time | anchor |")
+    print("|---|---|---|---|---|---|---|")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+
+
+if __name__ == "__main__":
+    Path("runs").mkdir(exist_ok=True)
+    main_benchmark()
