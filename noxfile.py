@@ -22,6 +22,8 @@ QUICKSTARTS = {
     "dcgan": "configs/dcgan/digits.yaml",
     "sentiment": "configs/sentiment/quickstart.yaml",
     "video_classifier": "configs/video_classifier/procedural.yaml",
+    "speech": "configs/speech/quickstart.yaml",
+    "vae": "configs/vae/quickstart.yaml",
 }
 FEW_STEPS = ["--trainer.max_steps=5", "--trainer.limit_val_batches=2", "--trainer.limit_test_batches=2",
              "--trainer.enable_progress_bar=false"]  # fmt: skip

@@ -47,6 +47,8 @@ def extra_args(config: Path, tmp_path: Path) -> list[str]:
     text = "".join(path.read_text() for path in config_chain(config))
     if config.parent.name == "time_series" and "dataset: ETT" in text:
         require_data("ett-small/ETTh1.csv")  # the linked channels and scaler need the real file
+    if config.parent.name == "vae" and "dataset: mnist" in text:
+        require_data("mnist")  # the linked image size needs the real files
     if config.parent.name == "video_classifier":
         from test_video_classifier import extra_config_args
 

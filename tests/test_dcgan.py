@@ -603,7 +603,7 @@ def test_fit_writes_sample_grids_and_predict_writes_pngs(tmp_path):
         "grid.png",
         *[f"sample_{index:05d}.png" for index in range(5)],
     ]
-    rows = pd.read_csv(next((tmp_path / "runs" / "dcgan").glob("version_1/predictions.csv")))
+    rows = pd.read_csv(next((tmp_path / "runs" / "dcgan").glob("version_0/predictions.csv")))  # into the run
     assert list(rows["index"]) == [0, 1, 2, 3, 4]
 
 
