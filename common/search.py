@@ -84,9 +84,8 @@ def search(sweep_file: Path, trials: int, seed: int, extra: list[str]) -> dict[s
             f"{sweep_file} is not a project sweep (program projects/<name>/train.py, --config)"
         )
     config = command[command.index("--config") + 1]
-    if not Path(
-        config
-    ).is_file():  # relative to the repository the sweep file is in, as `wandb agent` runs it
+    # A relative --config is relative to the repository the sweep file is in, where `wandb agent` runs it.
+    if not Path(config).is_file():
         config = str(sweep_file.resolve().parents[2] / config)
     train = importlib.import_module(f"projects.{project}.train")
     rng, search_id = random.Random(seed), secrets.token_hex(3)
@@ -96,7 +95,8 @@ def search(sweep_file: Path, trials: int, seed: int, extra: list[str]) -> dict[s
     results = []
     for trial in range(trials):
         chosen = {name: draw(distribution, rng) for name, distribution in spec["parameters"].items()}
-        grouping = [f"--trainer.logger.init_args.group=search-{search_id}"] if os.environ.get("WANDB_MODE") != "disabled" else []  # fmt: skip
+        wandb_on = os.environ.get("WANDB_MODE") != "disabled"
+        grouping = [f"--trainer.logger.init_args.group=search-{search_id}"] if wandb_on else []
         args = [
             "--config",
             config,
