@@ -13,7 +13,6 @@ Targets: >= 90% confident samples, every class within 7-13% of samples, Frechet 
 import argparse
 import csv
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -22,16 +21,9 @@ from pathlib import Path
 import torch
 import yaml
 
+from common.benchmarking import hardware
+
 REPO = Path(__file__).resolve().parents[1]
-
-
-def cpu_name() -> str:
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        return platform.processor()
-    names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
-    return f"{os.cpu_count()}-core CPU, {names[0] if names else platform.processor()}"
 
 
 def run(project: str, args: list[str], work: Path) -> float:
@@ -135,7 +127,7 @@ def main() -> None:
         ("GAN batches trained", f"{trained:,} of {planned:,}" if planned else f"{trained:,}", "all planned"),
         ("CIFAR-10 FID (10k/10k, GPU)", "not measured (no GPU lent)", "<= 28 (DCGAN 28.1, Mimicry)"),
     ]
-    print(f"\nhardware: {cpu_name()}; torch threads default; machine shared with other jobs")
+    print(f"\nhardware: {hardware()}; torch threads default; machine shared with other jobs")
     print(
         f"time: classifier {classifier_seconds / 60:.1f} min (0 = cached), GAN fit + test {gan_seconds / 60:.1f} min"
     )

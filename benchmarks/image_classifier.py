@@ -12,8 +12,6 @@ once into the datamodule's uint8 cache, then trains through the real ImageFolder
 
 import argparse
 import os
-import platform
-import subprocess
 import tarfile
 import time
 from pathlib import Path
@@ -22,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch import Trainer
 
+from common.benchmarking import hardware
 from common.callbacks import ThroughputLogger, synchronized_clock
 from projects.image_classifier.data import ImageDataModule
 from projects.image_classifier.model import CompactConvNet
@@ -30,17 +29,6 @@ from projects.image_classifier.train import main
 
 REPO = Path(__file__).resolve().parents[1]
 CACHE = REPO / ".cache"
-
-
-def hardware() -> str:
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_name()
-    model = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    name = next(
-        (line.split(":", 1)[1].strip() for line in model.splitlines() if "Model name" in line),
-        platform.processor(),
-    )
-    return f"{os.cpu_count()}-core CPU ({name}), torch {torch.__version__}"
 
 
 def unpack_cifar10() -> Path:
@@ -164,7 +152,7 @@ def main_benchmark() -> None:
     configs = args.config or ["configs/image_classifier/cifar10_cpu.yaml"]
     os.environ.setdefault("WANDB_MODE", "disabled")
     root = unpack_cifar10()
-    device = hardware()
+    device = f"{hardware()}, torch {torch.__version__}"
     rows = []
     if args.part in ("accuracy", "all"):
         decode = decode_seconds(root)

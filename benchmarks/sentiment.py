@@ -9,9 +9,7 @@ Extra arguments after `--` go to the training CLI, e.g. `-- --trainer.max_epochs
 
 import argparse
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -19,18 +17,10 @@ from pathlib import Path
 
 import torch
 
+from common.benchmarking import hardware
+
 REPO = Path(__file__).resolve().parents[1]
 ANCHORS = "CNN-rand (Kim 2014) 82.7%, BERT-Tiny (pretrained) 83.2%, BiLSTM + GloVe ~87%; target >= 86%"
-
-
-def cpu_name() -> str:
-    try:
-        for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
-            if line.startswith("Model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def run_seed(seed: int, config: str, extra: list[str], workdir: Path) -> dict:
@@ -79,9 +69,9 @@ def main() -> None:
         deviation = statistics.stdev(values) if len(values) > 1 else 0.0
         return f"{statistics.mean(values):.2f} ± {deviation:.2f}"
 
-    hardware = f"{os.cpu_count()}-core CPU ({cpu_name()}), {options.threads} torch thread(s)"
+    hardware_used = f"{hardware()}, {options.threads} torch thread(s)"
     print(
-        f"\nSST-2 dev (872 sentences), trained from scratch on train_full.tsv; seeds {options.seeds}; {hardware}\n"
+        f"\nSST-2 dev (872 sentences), trained from scratch on train_full.tsv; seeds {options.seeds}; {hardware_used}\n"
     )
     print("| metric | value (mean ± std over seeds) | per seed | train time per seed |")
     print("|---|---|---|---|")

@@ -9,15 +9,13 @@ Prints a markdown table: config, seeds, mean +- std test accuracy, wall time per
 
 import argparse
 import os
-import platform
 import statistics
-import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 
+from common.benchmarking import fit_and_test, hardware, mean_std
 from projects.speech.train import main
 
 SPEAKERS = ["george", "jackson", "lucas", "nicolas", "theo", "yweweler"]
@@ -28,32 +26,11 @@ ANCHORS = {
 }
 
 
-def hardware() -> str:
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_name()
-    lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-    model = next((line.split(":", 1)[1].strip() for line in lscpu.splitlines() if line.startswith("Model name")),
-                 platform.processor())  # fmt: skip
-    return f"{os.cpu_count()}-core CPU, {model}"
-
-
-def fit_and_test(args: list[str], workdir: str) -> tuple[float, float]:
+def accuracy_run(args: list[str], workdir: str) -> tuple[float, float]:
     """Test accuracy of the best checkpoint and the wall-clock seconds of the whole `fit` command."""
-    logs = ["--trainer.logger=lightning.pytorch.loggers.CSVLogger", f"--trainer.logger.init_args.save_dir={workdir}",
-            f"--trainer.default_root_dir={workdir}", "--trainer.enable_progress_bar=false",
-            "--trainer.enable_model_summary=false"]  # fmt: skip
-    start = time.perf_counter()
-    cli = main(["fit", *args, *logs])
-    seconds = time.perf_counter() - start
-    accuracy = float(cli.trainer.callback_metrics["test/acc"])
-    print(f"  {' '.join(args)}: test/acc {accuracy:.4f} in {seconds:.0f} s", flush=True)
-    return accuracy, seconds
-
-
-def mean_std(values: list[float]) -> str:
-    if len(values) == 1:
-        return f"{100 * values[0]:.2f}%"
-    return f"{100 * statistics.mean(values):.2f} +- {100 * statistics.stdev(values):.2f}%"
+    metrics, seconds = fit_and_test(main, args, Path(workdir))
+    print(f"  {' '.join(args)}: test/acc {metrics['test/acc']:.4f} in {seconds:.0f} s", flush=True)
+    return metrics["test/acc"], seconds
 
 
 def run_task(task: str, seeds: list[int], workdir: str) -> tuple[str, str, str, list[float], list[float]]:
@@ -63,19 +40,19 @@ def run_task(task: str, seeds: list[int], workdir: str) -> tuple[str, str, str, 
         config, varies = "configs/speech/fsdd.yaml", "seeds"
         for seed in seeds:
             results.append(
-                fit_and_test([f"--config={config}", f"--seed_everything={seed}"], f"{workdir}/{seed}")
+                accuracy_run([f"--config={config}", f"--seed_everything={seed}"], f"{workdir}/{seed}")
             )
     elif task == "speaker":
         config, varies = "configs/speech/fsdd_speaker.yaml", "held-out speaker (6 runs)"
         for speaker in SPEAKERS:
             args = [f"--config={config}", f"--data.test_speaker={speaker}", f"--seed_everything={seeds[0]}"]
-            results.append(fit_and_test(args, f"{workdir}/{speaker}"))
+            results.append(accuracy_run(args, f"{workdir}/{speaker}"))
         seeds = seeds[:1]
     else:
         config, varies = "configs/speech/fsdd_noise.yaml", "seeds"
         for seed in seeds:
             results.append(
-                fit_and_test([f"--config={config}", f"--seed_everything={seed}"], f"{workdir}/{seed}")
+                accuracy_run([f"--config={config}", f"--seed_everything={seed}"], f"{workdir}/{seed}")
             )
     accuracies, seconds = [a for a, _ in results], [s for _, s in results]
     return config, varies, ",".join(map(str, seeds)), accuracies, seconds
@@ -96,7 +73,7 @@ def main_benchmark() -> None:
     with tempfile.TemporaryDirectory() as workdir:
         for task in args.tasks:
             config, varies, seeds, accuracies, seconds = run_task(task, args.seeds, f"{workdir}/{task}")
-            rows.append((task, config, f"{varies}: {seeds}", mean_std(accuracies),
+            rows.append((task, config, f"{varies}: {seeds}", mean_std(accuracies, scale=100, digits=2) + "%",
                          " / ".join(f"{100 * a:.2f}" for a in accuracies),
                          f"{statistics.mean(seconds):.0f} s per run", ANCHORS[task]))  # fmt: skip
     print(f"\nhardware: {hardware()}; torch {torch.__version__}; {torch.get_num_threads()} threads; "

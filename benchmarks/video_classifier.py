@@ -9,14 +9,13 @@ model should reach >= 99% video accuracy, the single-frame baseline chance (1 / 
 import argparse
 import csv
 import os
-import platform
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
+from common.benchmarking import hardware
 from projects.video_classifier.data import ClipDataset
 from projects.video_classifier.decoding import FileFrames, FrameCache, decode_video
 from projects.video_classifier.procedural import write_procedural_videos
@@ -27,17 +26,6 @@ NETWORKS = {
     "frame_gru": "projects.video_classifier.model.FrameGRU",
     "single_frame": "projects.video_classifier.model.SingleFrame",
 }
-
-
-def hardware() -> str:
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_name()
-    lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    model = next(
-        (line.split(":", 1)[1].strip() for line in lscpu.splitlines() if line.startswith("Model name")),
-        platform.processor(),
-    )
-    return f"{os.cpu_count()}-core CPU, {model}"
 
 
 def train_procedural(network: str, epochs: int, videos: int, workdir: str) -> tuple[float, float, float, str]:
