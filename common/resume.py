@@ -4,8 +4,8 @@ Two things make that so. `ResumableLoader` shuffles with a permutation drawn fro
 `DistributedSampler` does, and is stateful: Lightning saves how many of the epoch's batches were trained on and,
 resuming (`ExactResume` puts that back), the loader skips those indices without loading them. `ExactResume` also
 saves the random number generators (torch, numpy, Python) in every checkpoint and puts them back as training
-resumes, so dropout and augmentation draw what they would have drawn. Exact on one process; under DDP the data
-order is restored on every rank but the random state saved is rank 0's.
+resumes, so dropout and augmentation draw what they would have drawn. Under DDP each rank's generators are saved
+and each rank gets its own back, so the resumed run is exact there too when it resumes on as many processes.
 """
 
 import itertools
@@ -15,7 +15,9 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader, RandomSampler
 
 
@@ -113,31 +115,43 @@ def loaders_of(iterables: Any) -> list[Any]:
     )
 
 
+def random_states() -> dict[str, Any]:
+    """This process's torch, numpy and Python generator states, as types a weights-only load accepts."""
+    name, keys, position, has_gauss, cached = np.random.get_state()
+    numpy_state = (name, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, cached)
+    return {"torch": torch.get_rng_state(), "numpy": numpy_state, "python": random.getstate()}
+
+
+def set_random_states(states: dict[str, Any]) -> None:
+    torch.set_rng_state(states["torch"])
+    name, keys, *rest = states["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
+    random.setstate(states["python"])
+
+
 class ExactResume(Callback):
-    """Saves the torch, numpy and Python random states in each checkpoint and restores them, with the training
-    loaders' positions, as training resumes.
+    """Saves the torch, numpy and Python random states of every process in each checkpoint and restores them, with
+    the training loaders' positions, as training resumes.
 
     Lightning restores a stateful loader itself only if it first builds the loader after loading the checkpoint;
     a learning-rate schedule that asks for `trainer.estimated_stepping_batches` builds it earlier.
     """
 
     def __init__(self) -> None:
-        self.to_restore: dict[str, Any] | None = None
+        self.to_restore: list[dict[str, Any]] | None = None
         self.loader_states: list[dict[str, Any]] = []
 
     def state_dict(self) -> dict[str, Any]:
-        name, keys, position, has_gauss, cached = np.random.get_state()
-        numpy_state = (
-            name,
-            torch.from_numpy(keys.astype(np.int64)),
-            position,
-            has_gauss,
-            cached,
-        )  # weights-only safe
-        return {"torch": torch.get_rng_state(), "numpy": numpy_state, "python": random.getstate()}
+        # Every rank builds the checkpoint (only rank 0 writes it), and all at once, a preemption's SIGTERM
+        # included (Lightning agrees on it across ranks first): gathering here cannot leave one rank waiting.
+        ranks = [random_states()]
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            ranks = [None] * dist.get_world_size()
+            dist.all_gather_object(ranks, random_states())
+        return {"ranks": ranks}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.to_restore = state_dict
+        self.to_restore = state_dict.get("ranks", [state_dict])  # or the one-process format of before
 
     def on_load_checkpoint(
         self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]
@@ -156,8 +170,11 @@ class ExactResume(Callback):
                 loader.load_state_dict(state)
         self.loader_states = []
         if self.to_restore is not None:
-            torch.set_rng_state(self.to_restore["torch"])
-            name, keys, *rest = self.to_restore["numpy"]
-            np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
-            random.setstate(self.to_restore["python"])
+            if len(self.to_restore) == trainer.world_size:
+                set_random_states(self.to_restore[trainer.global_rank])
+            else:
+                rank_zero_warn(
+                    f"the checkpoint holds the random states of {len(self.to_restore)} processes, this run has "
+                    f"{trainer.world_size}: they stay as seeded, so the resumed run is not bit-exact"
+                )
             self.to_restore = None

@@ -232,3 +232,82 @@ def test_ckpt_path_auto_starts_a_new_run_then_resumes_it(tmp_path):
     assert (
         torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 2 * STEPS_PER_EPOCH
     )
+
+
+# Two gloo processes train a dropout layer; each draws a rank-dependent amount of randomness a step (as a random
+# crop that retries does), so the two ranks' generators part ways. Resuming mid-epoch at step 3 of 8 from the
+# checkpoint the uninterrupted run wrote must give each rank its own generators back.
+DDP_RESUME_SCRIPT = """
+import sys
+import torch
+from lightning.pytorch import LightningModule, Trainer, seed_everything
+from lightning.pytorch.callbacks import ModelCheckpoint
+from torch.utils.data import TensorDataset
+from common.resume import ExactResume, ResumableLoader
+
+
+class Dropped(LightningModule):
+    def __init__(self):
+        super().__init__()
+        self.layer = torch.nn.Sequential(torch.nn.Dropout(0.5), torch.nn.Linear(4, 1))
+
+    def training_step(self, batch, batch_idx):
+        torch.rand(self.global_rank + 1)
+        return self.layer(batch[0]).square().mean()
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    def train_dataloader(self):  # 32 rows: 4 batches of 4 on each of the two ranks an epoch
+        return ResumableLoader(TensorDataset(torch.linspace(-1, 1, 128).view(32, 4)), batch_size=4)
+
+
+def fit(folder, ckpt_path=None):
+    seed_everything(0)
+    model = Dropped()
+    checkpoint = ModelCheckpoint(folder, "{step}", every_n_train_steps=3, save_top_k=-1)
+    trainer = Trainer(accelerator="cpu", devices=2, strategy="ddp", max_steps=8, callbacks=[ExactResume(), checkpoint],
+                      logger=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(model, ckpt_path=ckpt_path)
+    return trainer, model
+
+
+folder = sys.argv[1]
+_, uninterrupted = fit(folder)
+trainer, resumed = fit(f"{folder}/resumed", f"{folder}/step=3.ckpt")
+if trainer.global_rank == 0:
+    torch.save({"uninterrupted": uninterrupted.state_dict(), "resumed": resumed.state_dict()}, f"{folder}/weights.pt")
+"""
+
+
+@pytest.mark.slow
+def test_ddp_resume_gives_each_rank_its_own_random_state_back(tmp_path):
+    script = tmp_path / "ddp_resume.py"
+    script.write_text(DDP_RESUME_SCRIPT)
+    environment = {**os.environ, "PYTHONPATH": str(REPO)}
+    result = subprocess.run([sys.executable, str(script), str(tmp_path)], cwd=tmp_path, env=environment,
+                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    [rank_0, rank_1] = torch.load(tmp_path / "step=3.ckpt", weights_only=True)["callbacks"]["ExactResume"][
+        "ranks"
+    ]
+    assert not torch.equal(rank_0["torch"], rank_1["torch"])  # what a rank-0-only save would lose
+    weights = torch.load(tmp_path / "weights.pt", weights_only=True)
+    for name, value in weights["uninterrupted"].items():
+        torch.testing.assert_close(weights["resumed"][name], value, rtol=0, atol=0, msg=name)
+
+
+@pytest.mark.slow
+def test_sigterm_under_ddp_saves_last_checkpoint_on_every_rank_and_resumes(tmp_path):
+    ddp = ["--trainer.accelerator=cpu", "--trainer.devices=2", "--trainer.strategy=ddp"]
+    process = start(*ddp, cwd=tmp_path)
+    wait_for_checkpoint(process, tmp_path)
+    process.send_signal(signal.SIGTERM)  # to rank 0, as a scheduler does: Lightning passes it on to rank 1
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 128 + signal.SIGTERM, stderr[-2000:]
+    [last] = tmp_path.glob("runs/image_classifier/*/checkpoints/last.ckpt")
+    checkpoint = torch.load(last, weights_only=True)
+    assert 0 < checkpoint["global_step"] < STEPS_PER_EPOCH  # 10 steps an epoch on each of the two ranks
+    assert len(checkpoint["callbacks"]["ExactResume"]["ranks"]) == 2
+    train("--ckpt_path=last", *ddp, cwd=tmp_path)
+    assert torch.load(last, weights_only=True)["global_step"] == STEPS_PER_EPOCH  # 2 epochs of 10 steps
