@@ -34,7 +34,7 @@ class VariationalAutoencoder(LightningModule):
         kl_warmup_steps: raise the KL weight linearly from 0 to `beta` over this many steps (0: no warm-up).
         eval_samples: samples per image of the validation estimate `val/nll`.
         test_samples: samples per image of the test estimate `test/nll` (5,000 in the papers).
-        sample_chunk: samples decoded at once when estimating (bounds memory).
+        decode_chunk: (sample, image) pairs decoded at once when estimating (bounds memory and speed).
         lr: peak learning rate (AdamW).
         weight_decay: AdamW's decoupled weight decay.
         schedule: `cosine` or `onecycle` decay after a linear warm-up, or `constant`.
@@ -55,7 +55,7 @@ class VariationalAutoencoder(LightningModule):
         kl_warmup_steps: int = 0,
         eval_samples: int = 100,
         test_samples: int = 5000,
-        sample_chunk: int = 500,
+        decode_chunk: int = 4096,
         lr: float = 1e-3,
         weight_decay: float = 0.0,
         schedule: Schedule = "cosine",
@@ -99,7 +99,7 @@ class VariationalAutoencoder(LightningModule):
             metrics[name].update(value)
         if samples:
             bound = importance_weighted_bound(self.network, images, samples, self.hparams.likelihood,
-                                              self.hparams.sample_chunk)  # fmt: skip
+                                              self.hparams.decode_chunk)  # fmt: skip
             metrics["nll"].update(-bound)
         self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=True)
 
