@@ -192,7 +192,7 @@ class VideoDataModule(LightningDataModule):
         procedural_classes: how many of the 10 procedural classes to use (the first ones: left, right, ...).
         batch_size: videos per batch.
         num_workers: DataLoader worker processes (decoding and rendering run there).
-        seed: seeds the procedural videos and the stratified split.
+        split_seed: seeds the procedural videos and the stratified split (the run's seed draws clips and crops).
     """
 
     def __init__(
@@ -214,7 +214,7 @@ class VideoDataModule(LightningDataModule):
         procedural_classes: int = 10,
         batch_size: int = 32,
         num_workers: int = 2,
-        seed: int = 0,
+        split_seed: int = 0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -243,12 +243,12 @@ class VideoDataModule(LightningDataModule):
             self.datasets["predict"] = self._predict_dataset()
         elif self.classes is None:
             count = self.hparams.procedural_videos
-            self.datasets["train"] = self._procedural_dataset(count, self.hparams.seed, train=True)
+            self.datasets["train"] = self._procedural_dataset(count, self.hparams.split_seed, train=True)
             self.datasets["val"] = self._procedural_dataset(
-                max(count // 4, 1), self.hparams.seed + 1, train=False
+                max(count // 4, 1), self.hparams.split_seed + 1, train=False
             )
             self.datasets["test"] = self._procedural_dataset(
-                max(count // 4, 1), self.hparams.seed + 2, train=False
+                max(count // 4, 1), self.hparams.split_seed + 2, train=False
             )
         else:
             train, val = self._folder_split()
@@ -260,7 +260,7 @@ class VideoDataModule(LightningDataModule):
     def _folder_split(self) -> tuple[list[Path], list[Path]]:
         root = Path(self.hparams.data_dir)
         if self.hparams.split_dir is None:
-            return stratified_split(self.classes, self.hparams.val_fraction, self.hparams.seed)
+            return stratified_split(self.classes, self.hparams.val_fraction, self.hparams.split_seed)
         lists = [
             Path(self.hparams.split_dir) / f"{kind}list{self.hparams.split:02d}.txt"
             for kind in ("train", "test")
