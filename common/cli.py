@@ -195,9 +195,8 @@ class TemplateCLI(LightningCLI):
         if self.subcommand == "fit" and trainer.loggers:
             trainer.callbacks.append(WandbRunSummary(*self._monitored(trainer)))
             if not any(isinstance(callback, LearningRateMonitor) for callback in trainer.callbacks):
-                trainer.callbacks.append(
-                    LearningRateMonitor(logging_interval="step")
-                )  # unless the config has one
+                # Unless the config has one already.
+                trainer.callbacks.append(LearningRateMonitor(logging_interval="step"))
         return trainer
 
     def _monitored(self, trainer: Trainer) -> tuple[str | None, str]:

@@ -131,9 +131,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     project = args.project or (run_dir.parent.name if run_dir else "")
     try:
         module = load_trained_module(path, project_module_class(project))
-        module.data_hparams = dict(
-            read_checkpoint(path).get("datamodule_hyper_parameters", {})
-        )  # input shapes
+        # The datamodule's arguments hold the input shapes.
+        module.data_hparams = dict(read_checkpoint(path).get("datamodule_hyper_parameters", {}))
         metadata = export(module, output, run_dir)
     except UserInputError as error:
         raise SystemExit(f"error: {error}") from None

@@ -80,18 +80,16 @@ class ResumableLoader(DataLoader):
         return _SkipFirst(self, super()._index_sampler)
 
     def __iter__(self) -> Iterator[Any]:
-        sampler = (
-            self.sampler
-        )  # `SeededShuffle`, or Lightning's `DistributedSampler` under DDP: both have these
+        # `SeededShuffle`, or Lightning's `DistributedSampler` under DDP: both have a seed and an epoch.
+        sampler = self.sampler
         epoch = getattr(sampler, "epoch", 0)
         self.generator.manual_seed(getattr(sampler, "seed", 0) + epoch)
         if hasattr(self.dataset, "set_epoch"):
             self.dataset.set_epoch(epoch)
         self.skipping, self.skip_batches = self.skip_batches, 0
         self.batches_done = self.skipping
-        batches = (
-            super().__iter__()
-        )  # the index iterator starts here, skipping what the resumed epoch trained on
+        # The index iterator starts here, skipping what the resumed epoch trained on.
+        batches = super().__iter__()
         self.skipping = 0
         for batch in batches:
             self.batches_done += 1

@@ -178,9 +178,8 @@ class GanImageDataModule(LightningDataModule):
         require_folder(self.root, fix="expected <data_dir>/<class>/<image>")
         test_root = self.root / "test"
         train_root = self.root / "train" if (self.root / "train").is_dir() else self.root
-        self.class_names = sorted(
-            path.name for path in train_root.iterdir() if path.is_dir()
-        )  # as ImageFolder
+        # Sorted folder names, as ImageFolder orders its classes.
+        self.class_names = sorted(path.name for path in train_root.iterdir() if path.is_dir())
 
         def decode() -> dict[str, Split]:
             roots = {"train": train_root}

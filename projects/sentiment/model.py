@@ -109,9 +109,8 @@ class RecurrentClassifier(EmbeddingClassifier):
         lengths = attention_mask.sum(dim=1).clamp(min=1).cpu()
         packed = pack_padded_sequence(embedded, lengths, batch_first=True, enforce_sorted=False)
         hidden, _ = self.rnn(packed)
-        hidden, _ = pad_packed_sequence(
-            hidden, batch_first=True, total_length=embedded.shape[1]
-        )  # (B, T, 2H)
+        # (B, T, 2H)
+        hidden, _ = pad_packed_sequence(hidden, batch_first=True, total_length=embedded.shape[1])
         pooled = self.pool(hidden, attention_mask) if self.pool else masked_max(hidden, attention_mask)
         return self.head(self.dropout(pooled))
 

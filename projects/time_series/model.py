@@ -250,8 +250,7 @@ class SegRNN(nn.Module):
 
         state = tuple(map(repeat_state, state)) if isinstance(state, tuple) else repeat_state(state)
         decoded, _ = self.rnn(queries, state)  # (B*C*S_out, 1, D)
-        y = (
-            self.head(decoded).view(batch, channels, outputs * self.segment_length).transpose(1, 2)
-        )  # (B, H, C)
+        # (B, H, C)
+        y = self.head(decoded).view(batch, channels, outputs * self.segment_length).transpose(1, 2)
         y = self.revin.denormalize(y) if self.revin is not None else y + last
         return y[..., -self.output_channels :]

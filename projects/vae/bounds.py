@@ -46,9 +46,8 @@ def logistic_log_likelihood(parameters: torch.Tensor, images: torch.Tensor) -> t
     log_survival_lower = -F.softplus(lower)  # log (1 - sigmoid): the bin at 255 takes all mass above
     bin_mass = torch.sigmoid(upper) - torch.sigmoid(lower)
     middle = inverse_scale * centred
-    log_density = (
-        middle - log_scale - 2 * F.softplus(middle) - math.log(127.5)
-    )  # for bins too thin to subtract
+    # For bins too thin to subtract: the density at the centre times the bin width.
+    log_density = middle - log_scale - 2 * F.softplus(middle) - math.log(127.5)
     pixel = images * 2 - 1
     log_probability = torch.where(
         pixel < -0.999,
@@ -82,12 +81,10 @@ def log_weights(
 ) -> torch.Tensor:
     """log p(x, z_k) - log q(z_k | x) for `samples` posterior draws per image: `(samples, B)`."""
     mean, log_var = network.encode(images)
-    latents = (
-        mean + torch.randn(samples, *mean.shape, device=mean.device) * (0.5 * log_var).exp()
-    )  # (K, B, D)
-    parameters = network.decode(latents.flatten(0, 1)).unflatten(
-        0, (samples, len(images))
-    )  # (K, B, C', S, S)
+    # (K, B, D)
+    latents = mean + torch.randn(samples, *mean.shape, device=mean.device) * (0.5 * log_var).exp()
+    # (K, B, C', S, S)
+    parameters = network.decode(latents.flatten(0, 1)).unflatten(0, (samples, len(images)))
     log_joint = log_likelihood(likelihood, parameters, images) + standard_normal_log_density(latents)
     return log_joint - gaussian_log_density(latents, mean, log_var)
 

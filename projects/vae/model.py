@@ -26,9 +26,8 @@ class _Gaussian(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         mean, log_var = self.encode(images)
-        return self.decode(
-            mean + torch.randn_like(mean) * (0.5 * log_var).exp()
-        )  # the reparameterisation trick
+        # The reparameterisation trick: the sample is a differentiable function of the mean and variance.
+        return self.decode(mean + torch.randn_like(mean) * (0.5 * log_var).exp())
 
 
 class MLPVAE(_Gaussian):

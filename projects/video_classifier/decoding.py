@@ -81,9 +81,8 @@ class FrameCache:
         if cached.exists():
             self.hits += 1
             try:
-                return np.load(
-                    cached, mmap_mode="r"
-                )  # allow_pickle stays off: a cache file is data, never code
+                # allow_pickle stays off: a cache file is data, never code.
+                return np.load(cached, mmap_mode="r")
             except ValueError as error:
                 raise UserInputError(
                     f"frame cache {cached} is not a plain array file ({error}); delete {self.directory} to rebuild it"
