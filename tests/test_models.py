@@ -58,6 +58,7 @@ INPUTS = {
     "speech": lambda k: {
         "features": torch.randn(BATCH, k.get("n_mels", 40), 51),
         "x": torch.randn(BATCH, k.get("in_channels", 3), 51),
+        "lengths": torch.tensor([51, 37, 51, 20]),  # recordings of different lengths in one batch
     },
 }
 
@@ -137,7 +138,8 @@ def forward(network: nn.Module, project: str, kwargs: dict) -> torch.Tensor:
     assert not missing, (
         f"{type(network).__name__}.forward takes {missing}: add them to INPUTS[{project!r}] in {Path(__file__).name}"
     )
-    return network(*(available[name] for name in required))
+    output = network(*(available[name] for name in required))
+    return output[0] if isinstance(output, tuple) else output  # (outputs, their lengths) of a sequence network
 
 
 def expected_shape(network: nn.Module, kwargs: dict) -> tuple | None:
