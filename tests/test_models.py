@@ -139,7 +139,9 @@ def forward(network: nn.Module, project: str, kwargs: dict) -> torch.Tensor:
         f"{type(network).__name__}.forward takes {missing}: add them to INPUTS[{project!r}] in {Path(__file__).name}"
     )
     output = network(*(available[name] for name in required))
-    return output[0] if isinstance(output, tuple) else output  # (outputs, their lengths) of a sequence network
+    return (
+        output[0] if isinstance(output, tuple) else output
+    )  # (outputs, their lengths) of a sequence network
 
 
 def expected_shape(network: nn.Module, kwargs: dict) -> tuple | None:

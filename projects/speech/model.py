@@ -4,6 +4,9 @@ Every one takes `(num_classes, n_mels)` first.
 `TemporalCNN`: 1D residual convolutions over time with the mel bands as channels (TC-ResNet style), the fastest
 on a CPU. `KeywordCNN`: a small VGG-style 2D CNN with global pooling. `KeywordCRNN`: convolutions that pool
 frequency, then a bidirectional GRU over time. Pick one in YAML by `class_path`.
+
+`DigitCRNN` (connected digits, CTC): strided 1D convolutions, then a bidirectional GRU, giving per-frame logits
+`(B, frames / 4, 11)` over the CTC blank and the ten digits.
 """
 
 import torch
@@ -152,3 +155,70 @@ class KeywordCRNN(nn.Module):
         sequence = maps.mean(dim=2).transpose(1, 2)  # (B, T', C)
         outputs, _ = self.gru(sequence)  # (B, T', 2H)
         return self.head(self.dropout(outputs.mean(dim=1)))
+
+
+class DigitCRNN(nn.Module):
+    """Connected-digit acoustic model: 1D conv-BN-ReLU layers over time (mel bands as channels) whose strides
+    shorten time, a bidirectional GRU over the remaining frames, and a linear layer to per-frame logits over
+    blank + the digits. Takes `(num_outputs, n_mels)` first, as the keyword networks do.
+
+    Args:
+        num_outputs: per-frame classes, the CTC blank included (11 for the digits).
+        n_mels: mel bands of the input.
+        widths: channels of each convolution.
+        strides: time stride of each convolution; their product shortens the frames (4: 10 ms -> 40 ms).
+        kernel_size: temporal kernel of the convolutions.
+        hidden_size: GRU state size per direction.
+        layers: stacked GRU layers.
+        dropout: before the GRU layers and the output layer.
+    """
+
+    def __init__(
+        self,
+        num_outputs: int = 11,
+        n_mels: int = 40,
+        widths: tuple[int, ...] = (128, 128, 128),
+        strides: tuple[int, ...] = (1, 2, 2),
+        kernel_size: int = 5,
+        hidden_size: int = 128,
+        layers: int = 2,
+        dropout: float = 0.2,
+    ) -> None:
+        super().__init__()
+        if len(widths) != len(strides):
+            raise ValueError(f"widths {widths} and strides {strides} need one entry per convolution each")
+        blocks, channels = [], n_mels
+        for out_channels, stride in zip(widths, strides, strict=True):
+            blocks.append(nn.Sequential(
+                nn.Conv1d(channels, out_channels, kernel_size, stride, kernel_size // 2, bias=False),
+                nn.BatchNorm1d(out_channels), nn.ReLU()))  # fmt: skip
+            channels = out_channels
+        self.convolutions = nn.ModuleList(blocks)
+        self.strides, self.kernel_size = strides, kernel_size
+        self.dropout = nn.Dropout(dropout)
+        self.gru = nn.GRU(channels, hidden_size, layers, batch_first=True, bidirectional=True,
+                          dropout=dropout if layers > 1 else 0.0)  # fmt: skip
+        self.head = nn.Linear(2 * hidden_size, num_outputs)
+
+    def output_lengths(self, lengths: torch.Tensor, stride: int) -> torch.Tensor:
+        """Frames after one convolution of `stride` for `lengths` input frames (padding `kernel_size // 2`)."""
+        return (lengths + 2 * (self.kernel_size // 2) - self.kernel_size) // stride + 1
+
+    def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits `(B, T', num_outputs)` and their lengths `(B,)` for features `(B, n_mels, T)` of `lengths` frames."""
+        maps = features
+        for block, stride in zip(self.convolutions, self.strides, strict=True):
+            maps, lengths = block(maps), self.output_lengths(lengths, stride).clamp(min=1)
+            # Zero past each recording's end, as the convolution's own padding is: the output of a recording
+            # then does not depend on how long the others in its batch are.
+            maps = maps * (torch.arange(maps.shape[2], device=maps.device) < lengths[:, None])[:, None]
+        sequence = self.dropout(maps.transpose(1, 2))  # (B, T', C)
+        # Packed, so the backward direction starts at each recording's own last frame, not in the padding.
+        packed = nn.utils.rnn.pack_padded_sequence(
+            sequence, lengths.cpu(), batch_first=True, enforce_sorted=False
+        )
+        outputs, _ = self.gru(packed)
+        outputs, _ = nn.utils.rnn.pad_packed_sequence(
+            outputs, batch_first=True, total_length=sequence.shape[1]
+        )
+        return self.head(self.dropout(outputs)), lengths  # (B, T', 2H) -> (B, T', num_outputs)
