@@ -1,6 +1,7 @@
 """Connected digits with CTC: decoding on hand-made emissions, the recording builder, the data module's splits and
 errors, the network, overfitting a batch, and a `fast_dev_run` through the CLI. All offline, tiny, one thread."""
 
+import csv
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ from projects.speech.connected import (
 )
 from projects.speech.ctc import DigitStringRecognizer, decode_batch, greedy_decode, prefix_beam_search
 from projects.speech.model import DigitCRNN
-from projects.speech.procedural import write_wav
+from projects.speech.procedural import render_procedural_word, write_wav
 from projects.speech.train import main
 
 TINY_NETWORK = {"widths": (16, 16), "strides": (2, 2), "hidden_size": 16, "layers": 1, "dropout": 0.0}
@@ -218,6 +219,20 @@ def test_fit_through_the_cli_on_the_procedural_set_then_test_from_the_saved_run(
         ]
     )
     assert isinstance(again.model, DigitStringRecognizer) and "test/der" in again.trainer.callback_metrics
+
+    # predict on a folder of recordings of any length: one CSV row per file, a digit string and a confidence.
+    recordings = tmp_path / "recordings"
+    for index, digits in enumerate(("31", "4159")):
+        words = [render_procedural_word(int(digit), 8000, seed=2) for digit in digits]
+        write_wav(recordings / f"{index}.wav", np.concatenate(words))
+    output = tmp_path / "transcripts.csv"
+    main(["predict", "--config", str(run / "config.yaml"), "--ckpt_path", str(run / "checkpoints/best.ckpt"),
+          f"--data.predict_dir={recordings}", f"--prediction_writer.output={output}"])  # fmt: skip
+    rows = list(csv.DictReader(output.open()))
+    assert [Path(row["file"]).name for row in rows] == ["0.wav", "1.wav"]
+    assert all(
+        set(row["transcript"]) <= set("0123456789") and 0 < float(row["confidence"]) <= 1 for row in rows
+    )
 
 
 def test_fresh_training_strings_every_epoch_from_the_same_clips():

@@ -13,13 +13,13 @@ import numpy as np
 import torch
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.utilities import rank_zero_info
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
 from common.errors import UserInputError, require_at_least
 from common.resume import ResumableLoader
 from projects.speech.audio import LogMel, read_wav, resample_fft
 from projects.speech.augment import spec_augment
-from projects.speech.data import PROCEDURAL_SEEDS
+from projects.speech.data import PROCEDURAL_SEEDS, PredictRecordings, pad_recordings
 from projects.speech.procedural import render_procedural_word
 from projects.speech.sources import FSDD_CLASSES, fsdd_folder, fsdd_splits, stratified_split
 
@@ -193,6 +193,7 @@ class ConnectedDigitsDataModule(LightningDataModule):
         freq_masks: SpecAugment frequency masks per training recording.
         freq_mask_bands: widest frequency mask.
         num_workers: DataLoader workers (items are in memory, so 0 is fine).
+        predict_dir: folder of `.wav` recordings to transcribe with `predict`.
     """
 
     def __init__(
@@ -222,6 +223,7 @@ class ConnectedDigitsDataModule(LightningDataModule):
         freq_masks: int = 2,
         freq_mask_bands: int = 5,
         num_workers: int = 0,
+        predict_dir: str | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -244,7 +246,7 @@ class ConnectedDigitsDataModule(LightningDataModule):
         self.data_source: str | None = None
 
     def setup(self, stage: str) -> None:
-        if self.datasets:
+        if self.datasets or stage == "predict":  # predict reads only its folder
             return
         rebuild = None
         if self.hparams.dataset == "csv":
@@ -354,6 +356,15 @@ class ConnectedDigitsDataModule(LightningDataModule):
 
     def test_dataloader(self) -> ResumableLoader:
         return self._loader("test", shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        if self.hparams.predict_dir is None:
+            raise UserInputError("predict needs --data.predict_dir pointing at a folder of .wav recordings")
+        dataset = PredictRecordings(
+            Path(self.hparams.predict_dir).expanduser(), self.log_mel, self.hparams.sample_rate
+        )
+        return DataLoader(dataset, batch_size=self.hparams.eval_batch_size, collate_fn=pad_recordings,
+                          num_workers=self.hparams.num_workers)  # fmt: skip
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         if self.trainer is None or not self.trainer.training:

@@ -213,6 +213,18 @@ class DigitStringRecognizer(LightningModule):
     def test_step(self, batch, batch_idx: int):
         return self._shared_step(batch, "test")
 
+    def predict_step(self, batch, batch_idx: int) -> list[dict]:
+        features, frames, paths = batch
+        log_probs, lengths = self(features, frames)
+        strings = decode_batch(log_probs, lengths, self.hparams.beam_width, self.class_names)
+        # Confidence: the geometric mean over output frames of the most likely class's probability.
+        confidences = [float(row[:length].max(dim=-1).values.mean().exp())
+                       for row, length in zip(log_probs, lengths.tolist(), strict=True)]  # fmt: skip
+        return [
+            {"file": path, "transcript": string, "confidence": round(confidence, 6)}
+            for path, string, confidence in zip(paths, strings, confidences, strict=True)
+        ]
+
     def on_test_epoch_end(self) -> None:
         if self.examples:
             media.log_figure(

@@ -53,6 +53,36 @@ class PredictFolder(Dataset):
         return self.datamodule.features(waveforms)[0], str(self.files[index])
 
 
+class PredictRecordings(Dataset):
+    """Every `.wav` below a folder at its full length, as log-mel features `(M, T)` for the connected-digit reader;
+    batched by `pad_recordings` into `(features (B, M, T_max), frames (B,), paths)`."""
+
+    def __init__(self, root: Path, log_mel: LogMel, sample_rate: int) -> None:
+        self.files = sorted(root.rglob("*.wav")) if root.is_dir() else []
+        if not self.files:
+            raise UserInputError(
+                f"no .wav files found under predict_dir {root}; point it at a folder of recordings"
+            )
+        self.log_mel, self.sample_rate = log_mel, sample_rate
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, str]:
+        samples = torch.from_numpy(read_wav(self.files[index], self.sample_rate))
+        with torch.no_grad():
+            return self.log_mel(samples[None])[0], str(self.files[index])
+
+
+def pad_recordings(items: list[tuple[torch.Tensor, str]]) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    features, paths = zip(*items, strict=True)
+    frames = torch.tensor([item.shape[1] for item in features])
+    padded = torch.zeros(len(items), features[0].shape[0], int(frames.max()))
+    for row, item in enumerate(features):
+        padded[row, :, : item.shape[1]] = item
+    return padded, frames, list(paths)
+
+
 class SpeechDataModule(LightningDataModule):
     """Fixed-length clips as log-mel features `(B, n_mels, frames)` with labels; batches of training clips are
     shifted, noised, featurised and masked on the device they train on.
