@@ -3,7 +3,7 @@
 Two things make that so. `ResumableLoader` shuffles with a permutation drawn from (seed, epoch) alone, as
 `DistributedSampler` does, and is stateful: Lightning saves how many of the epoch's batches were trained on and,
 resuming (`ExactResume` puts that back), the loader skips those indices without loading them. `ExactResume` also
-saves the random number generators (torch, numpy, Python) in every checkpoint and puts them back as training
+saves the random number generators (torch CPU and CUDA, numpy, Python) in every checkpoint and puts them back as training
 resumes, so dropout and augmentation draw what they would have drawn. Under DDP each rank's generators are saved
 and each rank gets its own back, so the resumed run is exact there too when it resumes on as many processes.
 """
@@ -114,14 +114,19 @@ def loaders_of(iterables: Any) -> list[Any]:
 
 
 def random_states() -> dict[str, Any]:
-    """This process's torch, numpy and Python generator states, as types a weights-only load accepts."""
+    """This process's torch (CPU, and CUDA where there is one), numpy and Python generator states, as types a
+    weights-only load accepts. Dropout on a GPU draws from the CUDA generators."""
     name, keys, position, has_gauss, cached = np.random.get_state()
     numpy_state = (name, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, cached)
-    return {"torch": torch.get_rng_state(), "numpy": numpy_state, "python": random.getstate()}
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
+    return {"torch": torch.get_rng_state(), "cuda": cuda, "numpy": numpy_state, "python": random.getstate()}
 
 
 def set_random_states(states: dict[str, Any]) -> None:
     torch.set_rng_state(states["torch"])
+    cuda = states.get("cuda", [])
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)
     name, keys, *rest = states["numpy"]
     np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
     random.setstate(states["python"])
