@@ -11,14 +11,13 @@ from conftest import REPO
 
 from projects.speech.connected import (
     ConnectedDigitsDataModule,
-    TranscriptError,
     build_recordings,
     pad_batch,
-    read_transcripts,
 )
 from projects.speech.ctc import DigitStringRecognizer, decode_batch, greedy_decode, prefix_beam_search
 from projects.speech.model import DigitCRNN
 from projects.speech.procedural import render_procedural_word, write_wav
+from projects.speech.sources import TranscriptError, read_transcripts
 from projects.speech.train import main
 
 TINY_NETWORK = {"widths": (16, 16), "strides": (2, 2), "hidden_size": 16, "layers": 1, "dropout": 0.0}

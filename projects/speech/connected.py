@@ -3,7 +3,6 @@
 log-mel features `(B, n_mels, frames)`, padded per batch, with the digit strings as CTC targets.
 """
 
-import csv
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,15 +18,11 @@ from common.errors import UserInputError, require_at_least
 from common.resume import ResumableLoader
 from projects.speech.audio import LogMel, read_wav, resample_fft
 from projects.speech.augment import spec_augment
-from projects.speech.data import PROCEDURAL_SEEDS, PredictRecordings, pad_recordings
+from projects.speech.data import PROCEDURAL_SEEDS, PredictRecordings, pad_features, pad_recordings
 from projects.speech.procedural import render_procedural_word
-from projects.speech.sources import FSDD_CLASSES, fsdd_folder, fsdd_splits, stratified_split
+from projects.speech.sources import FSDD_CLASSES, fsdd_folder, fsdd_splits, read_transcripts, stratified_split
 
 DIGITS = FSDD_CLASSES  # the vocabulary; CTC label of digit d is d + 1, 0 is the blank
-
-
-class TranscriptError(UserInputError, ValueError):
-    """A transcript the vocabulary cannot spell: one line naming the file, the line and the character."""
 
 
 @dataclass
@@ -91,33 +86,6 @@ def build_recordings(
     return recordings
 
 
-def read_transcripts(path: Path) -> list[tuple[Path, str]]:
-    """`(audio path, digit string)` rows of a `path,transcript` CSV (header optional, paths relative to the CSV;
-    spaces in transcripts are ignored); a character outside 0-9 is a one-line `TranscriptError`."""
-    if not path.is_file():
-        raise UserInputError(
-            f"transcripts file {path} does not exist; set --data.transcripts to a path,transcript CSV"
-        )
-    rows = []
-    with path.open(newline="") as file:
-        for line, row in enumerate(csv.reader(file), start=1):
-            if not row or (line == 1 and row[0].strip().lower() == "path"):
-                continue
-            if len(row) != 2:
-                raise UserInputError(f"{path}:{line} has {len(row)} columns, not 2 (path,transcript)")
-            audio, text = row[0].strip(), row[1].replace(" ", "")
-            outside = next((character for character in text if character not in DIGITS), None)
-            if outside is not None or not text:
-                what = f"character {outside!r}" if outside else "no digits"
-                raise TranscriptError(
-                    f"{path}:{line}: the transcript of {audio} has {what}; transcripts may hold only the digits 0-9"
-                )
-            rows.append((path.parent / audio, text))
-    if not rows:
-        raise UserInputError(f"{path} has no rows; write one path,transcript row per recording")
-    return rows
-
-
 class FeatureStrings(Dataset):
     """Features `(n_mels, frames)` and CTC targets (digit + 1) of one split's recordings, held in memory.
 
@@ -154,12 +122,8 @@ class FeatureStrings(Dataset):
 def pad_batch(items: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, ...]:
     """Features `(B, M, T_max)` (zero-padded), their frame counts `(B,)`, targets `(B, S_max)`, target lengths."""
     features, targets = zip(*items, strict=True)
-    frames = torch.tensor([item.shape[1] for item in features])
     labels = torch.tensor([len(item) for item in targets])
-    padded = torch.zeros(len(items), features[0].shape[0], int(frames.max()))
-    for row, item in enumerate(features):
-        padded[row, :, : item.shape[1]] = item
-    return padded, frames, torch.nn.utils.rnn.pad_sequence(list(targets), batch_first=True), labels
+    return *pad_features(features), torch.nn.utils.rnn.pad_sequence(list(targets), batch_first=True), labels
 
 
 class ConnectedDigitsDataModule(LightningDataModule):

@@ -74,13 +74,18 @@ class PredictRecordings(Dataset):
             return self.log_mel(samples[None])[0], str(self.files[index])
 
 
-def pad_recordings(items: list[tuple[torch.Tensor, str]]) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    features, paths = zip(*items, strict=True)
+def pad_features(features: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Features `(M, T_i)` of different lengths as one zero-padded `(B, M, T_max)` and their frame counts `(B,)`."""
     frames = torch.tensor([item.shape[1] for item in features])
-    padded = torch.zeros(len(items), features[0].shape[0], int(frames.max()))
+    padded = torch.zeros(len(features), features[0].shape[0], int(frames.max()))
     for row, item in enumerate(features):
         padded[row, :, : item.shape[1]] = item
-    return padded, frames, list(paths)
+    return padded, frames
+
+
+def pad_recordings(items: list[tuple[torch.Tensor, str]]) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    features, paths = zip(*items, strict=True)
+    return *pad_features(features), list(paths)
 
 
 class SpeechDataModule(LightningDataModule):

@@ -1,6 +1,8 @@
 """Where the clips come from: the Free Spoken Digit Dataset (official and leave-one-speaker-out splits) and
-folders of `<label>/<clip>.wav`. Each source returns file lists per split; `data.py` decodes them."""
+folders of `<label>/<clip>.wav`, and `path,transcript` CSVs of connected digits. Each source returns file lists per
+split; `data.py` decodes them."""
 
+import csv
 import os
 import random
 import re
@@ -117,3 +119,34 @@ def folder_splits(root: Path, val_fraction: float, seed: int) -> tuple[dict[str,
     files = [(path, names.index(label)) for label, paths in labels.items() for path in paths]
     train, val = stratified_split(files, val_fraction, seed)
     return {"train": train, "val": val, "test": val}, names
+
+
+class TranscriptError(UserInputError, ValueError):
+    """A transcript the vocabulary cannot spell: one line naming the file, the line and the character."""
+
+
+def read_transcripts(path: Path) -> list[tuple[Path, str]]:
+    """`(audio path, digit string)` rows of a `path,transcript` CSV (header optional, paths relative to the CSV;
+    spaces in transcripts are ignored); a character outside 0-9 is a one-line `TranscriptError`."""
+    if not path.is_file():
+        raise UserInputError(
+            f"transcripts file {path} does not exist; set --data.transcripts to a path,transcript CSV"
+        )
+    rows = []
+    with path.open(newline="") as file:
+        for line, row in enumerate(csv.reader(file), start=1):
+            if not row or (line == 1 and row[0].strip().lower() == "path"):
+                continue
+            if len(row) != 2:
+                raise UserInputError(f"{path}:{line} has {len(row)} columns, not 2 (path,transcript)")
+            audio, text = row[0].strip(), row[1].replace(" ", "")
+            outside = next((character for character in text if character not in FSDD_CLASSES), None)
+            if outside is not None or not text:
+                what = f"character {outside!r}" if outside else "no digits"
+                raise TranscriptError(
+                    f"{path}:{line}: the transcript of {audio} has {what}; transcripts may hold only the digits 0-9"
+                )
+            rows.append((path.parent / audio, text))
+    if not rows:
+        raise UserInputError(f"{path} has no rows; write one path,transcript row per recording")
+    return rows
