@@ -14,6 +14,7 @@ from lightning.pytorch import LightningDataModule
 from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader, Dataset
 
+from common.distributed import evaluation_loader
 from common.errors import UserInputError, require_at_least
 from common.resume import ResumableLoader
 from projects.speech.audio import LogMel, read_wav, resample_fft
@@ -301,7 +302,7 @@ class ConnectedDigitsDataModule(LightningDataModule):
         }  # fmt: skip
         return split | {"test": split["val"]}
 
-    def _loader(self, split: str, shuffle: bool) -> ResumableLoader:
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
         dataset = self.datasets[split]
         if not len(dataset):
             raise UserInputError(
@@ -309,16 +310,17 @@ class ConnectedDigitsDataModule(LightningDataModule):
             )
         batch_size = self.hparams.batch_size if shuffle else self.hparams.eval_batch_size
         drop_last = shuffle and len(dataset) > batch_size  # equal batches keep batch-norm statistics steady
-        return ResumableLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last,
-                               collate_fn=pad_batch, num_workers=self.hparams.num_workers)  # fmt: skip
+        loader = ResumableLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last,
+                                 collate_fn=pad_batch, num_workers=self.hparams.num_workers)  # fmt: skip
+        return loader if shuffle else evaluation_loader(loader, self.trainer)  # under DDP: each string once
 
     def train_dataloader(self) -> ResumableLoader:
         return self._loader("train", shuffle=True)
 
-    def val_dataloader(self) -> ResumableLoader:
+    def val_dataloader(self) -> DataLoader:
         return self._loader("val", shuffle=False)
 
-    def test_dataloader(self) -> ResumableLoader:
+    def test_dataloader(self) -> DataLoader:
         return self._loader("test", shuffle=False)
 
     def predict_dataloader(self) -> DataLoader:
